@@ -1,0 +1,44 @@
+"""Server settings, read once from the environment (prefix `FHIR_`).
+
+Nothing else in the package reads `os.environ`: everything it needs is a field here, so the
+README's configuration table and this class are the same list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FHIR_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{Path('data') / 'fhir.db'}",
+        description="SQLAlchemy URL: sqlite:///path/to/file.db or postgresql+psycopg://user:pw@host/db",
+    )
+    base_url: str = Field(
+        default="",
+        description="Public base URL of the FHIR endpoint (e.g. https://fhir.example.org/fhir); "
+        "empty = derived from each request",
+    )
+    default_page_size: int = Field(default=20, ge=1, description="Page size when _count is absent")
+    max_page_size: int = Field(default=1000, ge=1, description="Largest _count honoured")
+    max_bundle_entries: int = Field(default=1000, ge=1, description="Most entries in a batch/transaction")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body")
+    allow_multiple_delete: bool = Field(
+        default=False, description="Allow conditional delete to remove several resources"
+    )
+    max_multiple_delete: int = Field(default=100, ge=1, description="Most resources one conditional delete removes")
+    log_level: str = Field(default="info", description="debug, info, warning or error")
+    pg_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connection pool size")
+    sqlite_readers: int = Field(default=4, ge=1, description="SQLite concurrent reader threads")
+    group_commit_max: int = Field(default=256, ge=1, description="Most writes one SQLite commit groups")
+
+
+def get_settings() -> Settings:
+    return Settings()
