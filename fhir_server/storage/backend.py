@@ -1,0 +1,240 @@
+"""The storage seam: what interactions may ask of a database, and the SQL both backends share.
+
+https://hl7.org/fhir/R4/http.html
+
+Interactions never see SQLAlchemy: they get `StoredResource` values back from reads, and they
+write by handing `Storage.write` a function of a `WriteTx`. The SQLite backend runs those
+functions on its single writer thread (group commit); the PostgreSQL backend runs each in its
+own transaction from a pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+
+from fhir_server.storage.schema import resource, resource_history
+
+__all__ = ["HistoryEntry", "Storage", "StoredResource", "WriteTx"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored: `body` is the JSON served to clients."""
+
+    rid: int
+    type: str
+    id: str
+    version: int
+    last_updated: int  # microseconds since the epoch, UTC
+    deleted: bool
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    seq: int
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    deleted: bool
+    method: str
+    body: bytes | None
+
+
+_CURRENT_COLUMNS = (
+    resource.c.rid,
+    resource.c.res_type,
+    resource.c.res_id,
+    resource.c.version,
+    resource.c.last_updated,
+    resource.c.deleted,
+    resource.c.body,
+)
+_HISTORY_COLUMNS = (
+    resource_history.c.seq,
+    resource_history.c.res_type,
+    resource_history.c.res_id,
+    resource_history.c.version,
+    resource_history.c.last_updated,
+    resource_history.c.deleted,
+    resource_history.c.method,
+    resource_history.c.body,
+)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+class WriteTx:
+    """What a write function may do inside its transaction."""
+
+    def __init__(self, conn: Connection, lock: Callable[[Connection, str], None], lock_rows: bool) -> None:
+        self.conn = conn
+        self._lock = lock
+        self._lock_rows = lock_rows
+
+    def current(self, type_: str, id_: str) -> StoredResource | None:
+        """The current version; on PostgreSQL the row stays locked until the transaction ends."""
+        stmt = select(*_CURRENT_COLUMNS).where(resource.c.res_type == type_, resource.c.res_id == id_)
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return StoredResource(*row) if row else None
+
+    def lock(self, key: str) -> None:
+        """Serialise writers that decide on the same key (conditional interactions)."""
+        self._lock(self.conn, key)
+
+    def put(
+        self,
+        previous: StoredResource | None,
+        type_: str,
+        id_: str,
+        version: int,
+        last_updated: int,
+        method: str,
+        body: bytes | None,
+    ) -> int:
+        """Store a new version (body None = deletion) and return the resource's rid."""
+        deleted = body is None
+        values = {"version": version, "last_updated": last_updated, "deleted": deleted, "body": body}
+        if previous is None:
+            rid = self.conn.execute(
+                insert(resource).values(res_type=type_, res_id=id_, **values).returning(resource.c.rid)
+            ).scalar_one()
+        else:
+            rid = previous.rid
+            self.conn.execute(update(resource).where(resource.c.rid == rid).values(**values))
+        self.conn.execute(
+            insert(resource_history).values(rid=rid, res_type=type_, res_id=id_, method=method, **values)
+        )
+        return int(rid)
+
+
+class Storage:
+    """Common read side; subclasses decide how writes are executed and serialised."""
+
+    dialect: str = ""
+
+    def __init__(self, read_engine: Engine, readers: int) -> None:
+        self.read_engine = read_engine
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="fhir-read")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        self.read_engine.dispose()
+
+    # -- execution -------------------------------------------------------------------------
+    async def run_read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` with a read connection on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._with_read_conn, fn)
+
+    def _with_read_conn(self, fn: Callable[[Connection], T]) -> T:
+        with self.read_engine.connect() as conn:
+            try:
+                return fn(conn)
+            finally:
+                conn.rollback()
+
+    async def write(self, fn: Callable[[WriteTx], T]) -> T:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- reads -----------------------------------------------------------------------------
+    async def read(self, type_: str, id_: str) -> StoredResource | None:
+        return await self.run_read(lambda conn: read_current(conn, type_, id_))
+
+    async def vread(self, type_: str, id_: str, version: int) -> HistoryEntry | None:
+        def run(conn: Connection) -> HistoryEntry | None:
+            row = conn.execute(
+                select(*_HISTORY_COLUMNS).where(
+                    resource_history.c.res_type == type_,
+                    resource_history.c.res_id == id_,
+                    resource_history.c.version == version,
+                )
+            ).first()
+            return HistoryEntry(*row) if row else None
+
+        return await self.run_read(run)
+
+    async def history(
+        self,
+        type_: str | None,
+        id_: str | None,
+        since: int | None,
+        at: int | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[HistoryEntry]:
+        """Versions newest first, optionally below a seq cursor (keyset paging)."""
+        return await self.run_read(lambda conn: read_history(conn, type_, id_, since, at, before_seq, limit))
+
+
+def read_current(conn: Connection, type_: str, id_: str) -> StoredResource | None:
+    row = conn.execute(
+        select(*_CURRENT_COLUMNS).where(resource.c.res_type == type_, resource.c.res_id == id_)
+    ).first()
+    return StoredResource(*row) if row else None
+
+
+def read_history(
+    conn: Connection,
+    type_: str | None,
+    id_: str | None,
+    since: int | None,
+    at: int | None,
+    before_seq: int | None,
+    limit: int,
+) -> list[HistoryEntry]:
+    h = resource_history
+    conds: list[Any] = []
+    if type_ is not None:
+        conds.append(h.c.res_type == type_)
+    if id_ is not None:
+        conds.append(h.c.res_id == id_)
+    if since is not None:
+        conds.append(h.c.last_updated >= since)
+    if before_seq is not None:
+        conds.append(h.c.seq < before_seq)
+    if at is not None:
+        # _at: the version current at that instant, for each resource (R4 http.html#history).
+        later = h.alias("later")
+        conds.append(h.c.last_updated <= at)
+        conds.append(
+            ~select(later.c.seq)
+            .where(
+                and_(
+                    later.c.rid == h.c.rid,
+                    later.c.last_updated <= at,
+                    later.c.version > h.c.version,
+                )
+            )
+            .exists()
+        )
+    stmt = select(*_HISTORY_COLUMNS).where(*conds).order_by(h.c.seq.desc()).limit(limit)
+    return [HistoryEntry(*row) for row in conn.execute(stmt)]
+
+
+def count_history(conn: Connection, type_: str | None, id_: str | None) -> int:
+    h = resource_history
+    conds = []
+    if type_ is not None:
+        conds.append(h.c.res_type == type_)
+    if id_ is not None:
+        conds.append(h.c.res_id == id_)
+    return int(conn.execute(select(func.count()).select_from(h).where(*conds)).scalar_one())
