@@ -1,0 +1,239 @@
+"""The route table of the FHIR REST API: (method, path, interaction code, handler).
+
+https://hl7.org/fhir/R4/http.html
+
+Handlers only translate HTTP to an interaction call and its result back to HTTP. The table is
+read by the app factory (to mount routes) and by the CapabilityStatement (to say what is
+implemented), so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.api.http import (
+    fhir_response,
+    if_match,
+    prefer,
+    read_body,
+    response_type,
+    version_headers,
+)
+from fhir_server.context import RequestContext
+from fhir_server.errors import invalid, issue, outcome
+from fhir_server.fhir.json import dumps, loads
+from fhir_server.fhir.summary import subset
+from fhir_server.interactions import create, delete, history, patch, read, update
+from fhir_server.interactions.common import WriteResult
+from fhir_server.storage import Storage
+
+__all__ = ["ROUTES", "Route"]
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below the FHIR base, e.g. "/{type}/{id}"
+    interaction: str  # R4 restful-interaction code, or "operation"
+    handler: Handler
+    summary: str
+    level: str = "type"  # "instance" | "type" | "system": where the CapabilityStatement lists it
+
+
+def _ctx(request: Request) -> RequestContext:
+    factory: Callable[[Request], RequestContext] = request.app.state.context_factory
+    return factory(request)
+
+
+def _store(request: Request) -> Storage:
+    store: Storage = request.app.state.storage
+    return store
+
+
+def _query_string(request: Request) -> str:
+    return request.url.query
+
+
+def _params(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+# -- reads ---------------------------------------------------------------------------------
+async def read_route(request: Request, type: str, id: str) -> Response:
+    media = response_type(request)
+    found = await read.read(_store(request), type, id)
+    headers = version_headers(found.version, found.last_updated)
+    if _not_modified(request, found.version, found.last_updated):
+        return Response(status_code=304, headers=headers)
+    return _resource_response(request, found.body, headers, media)
+
+
+async def vread_route(request: Request, type: str, id: str, vid: str) -> Response:
+    media = response_type(request)
+    found = await read.vread(_store(request), type, id, vid)
+    headers = version_headers(found.version, found.last_updated)
+    return _resource_response(request, found.body, headers, media)
+
+
+def _not_modified(request: Request, version: int, last_updated: int) -> bool:
+    """Conditional read: If-None-Match on the ETag, else If-Modified-Since (second precision)."""
+    none_match = request.headers.get("if-none-match")
+    if none_match is not None:
+        tags = {t.strip().removeprefix("W/").strip('"') for t in none_match.split(",")}
+        return str(version) in tags or "*" in tags
+    since = request.headers.get("if-modified-since")
+    if since is not None:
+        try:
+            stamp = parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return last_updated // 1_000_000 <= int(stamp)
+    return False
+
+
+def _resource_response(request: Request, body: bytes | None, headers: dict[str, str], media: str) -> Response:
+    summary = request.query_params.get("_summary")
+    elements = request.query_params.get("_elements")
+    if body is not None and (summary or elements):
+        if summary == "count":
+            raise invalid("_summary=count applies to searches, not to a read")
+        part = subset(loads(body), summary, elements)
+        if part is not None:
+            body = dumps(part)
+    return fhir_response(request, body, 200, headers, media)
+
+
+# -- writes --------------------------------------------------------------------------------
+def _write_response(request: Request, result: WriteResult, media: str, status: int | None = None) -> Response:
+    stored = result.stored
+    ctx = _ctx(request)
+    headers = version_headers(stored.version, stored.last_updated)
+    headers["Location"] = f"{ctx.base_url}/{stored.type}/{stored.id}/_history/{stored.version}"
+    code = status or (201 if result.created else 200)
+    wanted = prefer(request).get("return", "representation")
+    if wanted == "minimal":
+        return Response(status_code=code, headers=headers)
+    if wanted == "OperationOutcome":
+        verb = "matched an existing" if result.existing else ("created" if result.created else "updated")
+        oo = outcome([issue(f"{verb} {stored.type}/{stored.id} version {stored.version}", "informational", "information")])
+        return fhir_response(request, dumps(oo), code, headers, media)
+    return fhir_response(request, stored.body, code, headers, media)
+
+
+async def create_route(request: Request, type: str) -> Response:
+    media = response_type(request)
+    body, _ = await read_body(request, _ctx(request).settings.max_body_bytes)
+    result = await create.create(_ctx(request), _store(request), type, body, request.headers.get("if-none-exist"))
+    return _write_response(request, result, media, 200 if result.existing else 201)
+
+
+async def update_route(request: Request, type: str, id: str) -> Response:
+    media = response_type(request)
+    body, _ = await read_body(request, _ctx(request).settings.max_body_bytes)
+    result = await update.update(_ctx(request), _store(request), type, id, body, if_match(request))
+    return _write_response(request, result, media)
+
+
+async def conditional_update_route(request: Request, type: str) -> Response:
+    media = response_type(request)
+    body, _ = await read_body(request, _ctx(request).settings.max_body_bytes)
+    ctx = _ctx(request)
+    result = await update.conditional_update(ctx, _store(request), type, _query_string(request), body, if_match(request))
+    return _write_response(request, result, media)
+
+
+async def patch_route(request: Request, type: str, id: str) -> Response:
+    media = response_type(request)
+    body, kind = await read_body(request, _ctx(request).settings.max_body_bytes, patch=True)
+    kind = patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
+    result = await patch.patch(_ctx(request), _store(request), type, id, kind, body, if_match(request))
+    return _write_response(request, result, media)
+
+
+async def conditional_patch_route(request: Request, type: str) -> Response:
+    media = response_type(request)
+    body, kind = await read_body(request, _ctx(request).settings.max_body_bytes, patch=True)
+    kind = patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
+    ctx = _ctx(request)
+    query = _query_string(request)
+    result = await patch.conditional_patch(ctx, _store(request), type, query, kind, body, if_match(request))
+    return _write_response(request, result, media)
+
+
+async def delete_route(request: Request, type: str, id: str) -> Response:
+    media = response_type(request)
+    deleted = await delete.delete(_ctx(request), _store(request), type, id, if_match(request))
+    return _delete_response(request, media, [deleted] if deleted else [], f"{type}/{id}")
+
+
+async def conditional_delete_route(request: Request, type: str) -> Response:
+    media = response_type(request)
+    query = _query_string(request)
+    deleted = await delete.conditional_delete(_ctx(request), _store(request), type, query)
+    return _delete_response(request, media, deleted, f"{type}?{query}")
+
+
+def _delete_response(request: Request, media: str, deleted: list[Any], what: str) -> Response:
+    headers = version_headers(deleted[0].version, deleted[0].last_updated) if len(deleted) == 1 else {}
+    if not deleted:
+        text = f"Nothing to delete: {what} matches no current resource"
+    else:
+        text = "Deleted " + ", ".join(f"{d.type}/{d.id}" for d in deleted)
+    if prefer(request).get("return") == "OperationOutcome" or not deleted:
+        oo = outcome([issue(text, "informational", "information")])
+        return fhir_response(request, dumps(oo), 200, headers, media)
+    return Response(status_code=204, headers=headers)
+
+
+# -- history -------------------------------------------------------------------------------
+async def history_instance_route(request: Request, type: str, id: str) -> Response:
+    media = response_type(request)
+    body = await history.history(_ctx(request), _store(request), type, id, _params(request))
+    return fhir_response(request, body, 200, None, media)
+
+
+async def history_type_route(request: Request, type: str) -> Response:
+    media = response_type(request)
+    body = await history.history(_ctx(request), _store(request), type, None, _params(request))
+    return fhir_response(request, body, 200, None, media)
+
+
+async def history_system_route(request: Request) -> Response:
+    media = response_type(request)
+    body = await history.history(_ctx(request), _store(request), None, None, _params(request))
+    return fhir_response(request, body, 200, None, media)
+
+
+# -- capabilities --------------------------------------------------------------------------
+async def metadata_route(request: Request) -> Response:
+    media = response_type(request)
+    mode = request.query_params.get("mode", "full")
+    if mode not in ("full", "normative", "terse"):
+        raise invalid(f"mode={mode} is not one of full, normative, terse")
+    body: bytes = request.app.state.capability_statement(_ctx(request).base_url)
+    return fhir_response(request, body, 200, None, media)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/metadata", "capabilities", metadata_route, "CapabilityStatement", "system"),
+    Route("GET", "/_history", "history-system", history_system_route, "History of all resources", "system"),
+    Route("GET", "/{type}/_history", "history-type", history_type_route, "History of a type"),
+    Route("POST", "/{type}", "create", create_route, "Create (If-None-Exist: conditional create)"),
+    Route("PUT", "/{type}", "update", conditional_update_route, "Conditional update by search criteria"),
+    Route("PATCH", "/{type}", "patch", conditional_patch_route, "Conditional patch by search criteria"),
+    Route("DELETE", "/{type}", "delete", conditional_delete_route, "Conditional delete by search criteria"),
+    Route("GET", "/{type}/{id}", "read", read_route, "Read the current version", "instance"),
+    Route("PUT", "/{type}/{id}", "update", update_route, "Update (or create with this id)", "instance"),
+    Route("PATCH", "/{type}/{id}", "patch", patch_route, "JSON Patch or FHIRPath Patch", "instance"),
+    Route("DELETE", "/{type}/{id}", "delete", delete_route, "Delete", "instance"),
+    Route("GET", "/{type}/{id}/_history", "history-instance", history_instance_route, "History of a resource", "instance"),
+    Route("GET", "/{type}/{id}/_history/{vid}", "vread", vread_route, "Read a version", "instance"),
+)

@@ -1,0 +1,114 @@
+"""The ASGI application: FastAPI factory, storage lifecycle, routes and the error handler.
+
+https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server import __version__
+from fhir_server.api.capabilities import build_capability_statement
+from fhir_server.api.http import error_response
+from fhir_server.api.routes import ROUTES
+from fhir_server.config import Settings, get_settings
+from fhir_server.context import RequestContext
+from fhir_server.definitions import resource_types
+from fhir_server.errors import FhirError
+from fhir_server.fhir.json import dumps
+from fhir_server.storage import Storage, migrate, open_storage
+
+__all__ = ["FHIR_BASE", "create_app"]
+
+FHIR_BASE = "/fhir"
+log = logging.getLogger("fhir_server")
+
+
+def _context_factory(settings: Settings) -> Any:
+    def make(request: Request) -> RequestContext:
+        base = settings.base_url.rstrip("/") or f"{str(request.base_url).rstrip('/')}{FHIR_BASE}"
+        return RequestContext(settings=settings, base_url=base, request_id=request.headers.get("x-request-id", ""))
+
+    return make
+
+
+def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
+    """The FHIR server. `storage` may be given (tests); otherwise it is opened from settings."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = storage
+        if store is None:
+            migrate(settings.database_url)
+            store = open_storage(settings)
+        await store.start()
+        app.state.storage = store
+        try:
+            yield
+        finally:
+            if storage is None:
+                await store.close()
+
+    app = FastAPI(
+        title="FHIR R4 server for care-coordination networks",
+        version=__version__,
+        lifespan=lifespan,
+        description="FHIR R4 (4.0.1) REST API under /fhir. See /fhir/metadata for the CapabilityStatement.",
+    )
+    app.state.settings = settings
+    app.state.context_factory = _context_factory(settings)
+
+    @lru_cache(maxsize=16)
+    def capability_statement(base_url: str) -> bytes:
+        return dumps(build_capability_statement(ROUTES, resource_types(), settings, base_url))
+
+    app.state.capability_statement = capability_statement
+    for route in ROUTES:
+        app.add_api_route(
+            FHIR_BASE + route.path,
+            route.handler,
+            methods=[route.method],
+            name=f"{route.interaction}:{route.method} {route.path}",
+            summary=route.summary,
+            tags=[route.interaction],
+        )
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_fhir_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FhirError)
+        return error_response(request, exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        text = {404: f"No FHIR endpoint at {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        error = FhirError(exc.status_code, text.get(exc.status_code, str(exc.detail)), code)
+        return error_response(request, error)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        return error_response(request, FhirError(400, f"Invalid request: {exc}", "invalid"))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        ref = uuid.uuid4().hex[:12]
+        log.exception("unexpected error %s on %s %s", ref, request.method, request.url.path)
+        return error_response(request, FhirError(500, f"Internal server error (reference {ref})", "exception"))
+
+    app.add_exception_handler(FhirError, on_fhir_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

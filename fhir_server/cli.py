@@ -1,0 +1,53 @@
+"""Command line: `fhir-server serve`, `fhir-server db upgrade`, `fhir-server load DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fhir_server.config import get_settings
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fhir_server.app import create_app
+
+    settings = get_settings()
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"FHIR server: http://{shown}:{args.port}/fhir  (database: {settings.database_url})", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def _db_upgrade(_args: argparse.Namespace) -> int:
+    from fhir_server.storage import migrate
+
+    url = get_settings().database_url
+    migrate(url)
+    print(f"database at head: {url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fhir-server", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the FHIR API over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(run=_db_upgrade)
+    args = parser.parse_args(argv)
+    sys.exit(args.run(args))

@@ -1,0 +1,78 @@
+"""Shared steps of the write interactions: check the body, store a version, index it.
+
+https://hl7.org/fhir/R4/http.html#create
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server.context import RequestContext
+from fhir_server.definitions import resource_types
+from fhir_server.errors import FhirError, invalid, not_found, processing
+from fhir_server.fhir.resource import stamp
+from fhir_server.indexing import write_index
+from fhir_server.storage import StoredResource, WriteTx
+from fhir_server.storage.backend import now_micros
+from fhir_server.validation.structure import validate_structure
+
+__all__ = ["WriteResult", "check_resource", "check_type", "store_version"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    stored: StoredResource
+    created: bool  # 201 rather than 200
+    existing: bool = False  # conditional create matched: nothing was written
+
+
+def check_type(type_: str) -> None:
+    if type_ not in resource_types():
+        raise not_found(f"Unknown resource type '{type_}': not an R4 resource type")
+
+
+def check_resource(ctx: RequestContext, type_: str, body: Any) -> dict[str, Any]:
+    """Structural and profile validation of a request body; 400/422 with every issue found."""
+    if not isinstance(body, dict):
+        raise invalid("The body must be a JSON object holding a FHIR resource")
+    actual = body.get("resourceType")
+    if actual != type_:
+        raise invalid(
+            f"resourceType '{actual}' does not match the URL's type '{type_}'", expression="resourceType"
+        )
+    issues = validate_structure(body)
+    if _errors(issues):
+        raise FhirError(400, _summary(issues), "structure", issues=issues)
+    issues = ctx.validate_profiles(body)
+    if _errors(issues):
+        raise processing(_summary(issues), issues=issues)
+    return body
+
+
+def _errors(issues: list[dict[str, Any]]) -> bool:
+    return any(i.get("severity") in ("error", "fatal") for i in issues)
+
+
+def _summary(issues: list[dict[str, Any]]) -> str:
+    errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
+    return errors[0].get("diagnostics", "Invalid resource")
+
+
+def store_version(
+    tx: WriteTx,
+    previous: StoredResource | None,
+    type_: str,
+    id_: str,
+    resource: dict[str, Any] | None,
+    method: str,
+) -> StoredResource:
+    """Write the next version of `type_/id_` (None = a deletion) and its index rows."""
+    version = previous.version + 1 if previous else 1
+    last_updated = now_micros()
+    if previous and last_updated <= previous.last_updated:
+        last_updated = previous.last_updated + 1  # versions of one resource keep strict time order
+    stored, body = stamp(resource, id_, version, last_updated) if resource is not None else (None, None)
+    rid = tx.put(previous, type_, id_, version, last_updated, method, body)
+    write_index(tx.conn, rid, type_, stored)
+    return StoredResource(rid, type_, id_, version, last_updated, body is None, body)

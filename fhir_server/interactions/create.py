@@ -1,0 +1,41 @@
+"""FHIR create interaction, plain and conditional (If-None-Exist).
+
+https://hl7.org/fhir/R4/http.html#create
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.context import RequestContext
+from fhir_server.errors import precondition_failed
+from fhir_server.fhir.resource import new_id
+from fhir_server.interactions.common import WriteResult, check_resource, check_type, store_version
+from fhir_server.interactions.conditional import criteria, resolve
+from fhir_server.storage import Storage, WriteTx
+
+__all__ = ["create"]
+
+
+async def create(
+    ctx: RequestContext, store: Storage, type_: str, body: Any, if_none_exist: str | None = None
+) -> WriteResult:
+    """Store `body` under a new server-assigned id (any id in the body is ignored, per spec)."""
+    check_type(type_)
+    resource = check_resource(ctx, type_, body)
+    params = criteria(if_none_exist) if if_none_exist is not None else None
+
+    def run(tx: WriteTx) -> WriteResult:
+        if params is not None:
+            matches = resolve(tx, type_, params, limit=2)
+            if len(matches) > 1:
+                raise precondition_failed(
+                    f"If-None-Exist criteria '{if_none_exist}' match more than one {type_}: be more selective"
+                )
+            if matches:
+                existing = tx.current(type_, matches[0][1])
+                assert existing is not None
+                return WriteResult(existing, created=False, existing=True)
+        return WriteResult(store_version(tx, None, type_, new_id(), resource, "POST"), created=True)
+
+    return await store.write(run)

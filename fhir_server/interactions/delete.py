@@ -1,0 +1,66 @@
+"""FHIR delete interaction, by id and conditional.
+
+https://hl7.org/fhir/R4/http.html#delete
+
+Deletion writes a new version marked deleted: reads then answer 410 and history keeps every
+earlier version. Deleting an absent or already deleted resource succeeds and changes nothing.
+"""
+
+from __future__ import annotations
+
+from fhir_server.context import RequestContext
+from fhir_server.errors import invalid, precondition_failed
+from fhir_server.fhir.resource import valid_id
+from fhir_server.interactions.common import check_type, store_version
+from fhir_server.interactions.conditional import criteria, resolve
+from fhir_server.interactions.update import check_version
+from fhir_server.storage import Storage, StoredResource, WriteTx
+
+__all__ = ["conditional_delete", "delete"]
+
+
+async def delete(
+    ctx: RequestContext, store: Storage, type_: str, id_: str, if_match: int | None = None
+) -> StoredResource | None:
+    """The deletion version written, or None when there was nothing to delete."""
+    check_type(type_)
+    if not valid_id(id_):
+        raise invalid(f"'{id_}' is not a valid resource id")
+
+    def run(tx: WriteTx) -> StoredResource | None:
+        current = tx.current(type_, id_)
+        check_version(current, if_match, f"{type_}/{id_}")
+        if current is None or current.deleted:
+            return None
+        return store_version(tx, current, type_, id_, None, "DELETE")
+
+    return await store.write(run)
+
+
+async def conditional_delete(
+    ctx: RequestContext, store: Storage, type_: str, query: str
+) -> list[StoredResource]:
+    """DELETE [type]?[criteria]: one match, or several when the server is configured for it."""
+    check_type(type_)
+    params = criteria(query)
+    multiple = ctx.settings.allow_multiple_delete
+    limit = ctx.settings.max_multiple_delete + 1 if multiple else 2
+
+    def run(tx: WriteTx) -> list[StoredResource]:
+        matches = resolve(tx, type_, params, limit=limit)
+        if len(matches) > 1 and not multiple:
+            raise precondition_failed(
+                f"Criteria '{query}' match more than one {type_}; this server deletes one at a time"
+            )
+        if len(matches) >= limit:
+            raise precondition_failed(
+                f"Criteria '{query}' match more than {limit - 1} {type_}: narrow the criteria"
+            )
+        deleted = []
+        for _rid, id_ in matches:
+            current = tx.current(type_, id_)
+            if current is not None and not current.deleted:
+                deleted.append(store_version(tx, current, type_, id_, None, "DELETE"))
+        return deleted
+
+    return await store.write(run)
