@@ -54,7 +54,12 @@ FINESS = "https://finess.esante.gouv.fr"
 FINESS_ANNUAIRE = "http://finess.sante.gouv.fr"  # spelling used by the ANS Annuaire examples
 SIRENE = "https://sirene.fr"
 
-_NIR_SYSTEMS = {INS_NIR: "INS-NIR", INS_NIA: "INS-NIA", INS_NIR_TEST: "INS-NIR-TEST", INS_NIR_DEMO: "INS-NIR-DEMO"}
+_NIR_SYSTEMS = {
+    INS_NIR: "INS-NIR",
+    INS_NIA: "INS-NIA",
+    INS_NIR_TEST: "INS-NIR-TEST",
+    INS_NIR_DEMO: "INS-NIR-DEMO",
+}
 _NIR_SEX_DIGITS = "123478"
 _LA_POSTE_SIREN = "356000000"
 _LA_POSTE_HEAD_OFFICE = "35600000000048"
@@ -116,7 +121,8 @@ def _nir_structure(value: str, label: str) -> str | None:
     if value[0] not in _NIR_SEX_DIGITS:
         return f"{label} first digit must be 1 or 2 (3, 4, 7, 8 for temporary numbers), got {value[0]}"
     if not (1 <= month <= 12 or 20 <= month <= 42 or month >= 50):
-        return f"{label} month of birth must be 01-12 (or 20-42, 50-99 for incomplete civil status), got {month:02d}"
+        allowed = "01-12 (or 20-42, 50-99 for incomplete civil status)"
+        return f"{label} month of birth must be {allowed}, got {month:02d}"
     if value[5:7] == "00":
         return f"{label} department of birth cannot be 00"
     if value[10:13] == "000":
@@ -190,7 +196,9 @@ def _registry_then_local(label: str, value: str, check: Any) -> IdCheck | None:
     """Prefixes 3/4/5 (and 1, 6): '<registry number>/<local id>'."""
     registry, slash, local = value.partition("/")
     if not slash or not local:
-        return IdCheck("warning", f"idNatPs with prefix for {label} should read '<{label}>/<local id>', got {value!r}")
+        return IdCheck(
+            "warning", f"idNatPs with prefix for {label} should read '<{label}>/<local id>', got {value!r}"
+        )
     problem = check(registry) if check else None
     return IdCheck("error", f"idNatPs: {problem}") if problem else None
 
@@ -206,12 +214,19 @@ def check_idnatps(value: str) -> IdCheck | None:
     if prefix == "0":
         problem = _check_adeli(rest)
         return IdCheck("error", f"idNatPs 0 + ADELI: {problem}") if problem else None
-    registries = {"1": ("ADELI cabinet id", None), "3": ("FINESS", check_finess), "4": ("SIREN", check_siren),
-                  "5": ("SIRET", check_siret), "6": ("RPPS cabinet id", None)}
+    registries = {
+        "1": ("ADELI cabinet id", None),
+        "3": ("FINESS", check_finess),
+        "4": ("SIREN", check_siren),
+        "5": ("SIRET", check_siret),
+        "6": ("RPPS cabinet id", None),
+    }
     if prefix in registries:
         label, check = registries[prefix]
         return _registry_then_local(label, rest, check)
-    return IdCheck("warning", f"idNatPs prefix {prefix!r} is not in TRE_G08 (0, 1, 3, 4, 5, 6, 8); value not checked")
+    return IdCheck(
+        "warning", f"idNatPs prefix {prefix!r} is not in TRE_G08 (0, 1, 3, 4, 5, 6, 8); value not checked"
+    )
 
 
 def check_idnatst(value: str) -> IdCheck | None:
@@ -219,12 +234,19 @@ def check_idnatst(value: str) -> IdCheck | None:
 
     Technical ids carry no prefix, so a value whose prefix and length do not match is only a warning.
     """
-    checks = {"1": ("FINESS", 9, check_finess), "2": ("SIREN", 9, check_siren), "3": ("SIRET", 14, check_siret)}
+    checks = {
+        "1": ("FINESS", 9, check_finess),
+        "2": ("SIREN", 9, check_siren),
+        "3": ("SIRET", 14, check_siret),
+    }
     if value[:1] in checks:
         label, length, check = checks[value[0]]
         if len(value) != length + 1:
-            return IdCheck("warning", f"idNatSt starting with {value[0]} ({label}) should have {length + 1} "
-                                      f"characters, got {len(value)}; checked as a technical id")
+            return IdCheck(
+                "warning",
+                f"idNatSt starting with {value[0]} ({label}) should have {length + 1} "
+                f"characters, got {len(value)}; checked as a technical id",
+            )
         problem = check(value[1:])
         return IdCheck("error", f"idNatSt {value[0]} + {label}: {problem}") if problem else None
     return None
@@ -247,8 +269,13 @@ def check_identifier(system: str, value: str, type_code: str | None) -> list[dic
         problem = check_nir(value, label)
         issues = [_issue("error", problem)] if problem else []
         if not problem and system == INS_NIR and value[0] in "78":
-            issues.append(_issue("warning", f"{label} starting with {value[0]} is a temporary number (NIA); "
-                                            f"INS-NIA uses the system {INS_NIA}"))
+            issues.append(
+                _issue(
+                    "warning",
+                    f"{label} starting with {value[0]} is a temporary number (NIA); "
+                    f"INS-NIA uses the system {INS_NIA}",
+                )
+            )
         return issues
     found = _check_by_system(system, value, type_code)
     if isinstance(found, IdCheck):
@@ -268,6 +295,8 @@ def _check_by_system(system: str, value: str, type_code: str | None) -> str | Id
     if system == SIRENE:
         kind = type_code if type_code in ("SIREN", "SIRET") else {9: "SIREN", 14: "SIRET"}.get(len(value))
         if kind is None:
-            return f"A {SIRENE} identifier must be a SIREN (9 digits) or a SIRET (14 digits), got {len(value)}"
+            return (
+                f"A {SIRENE} identifier must be a SIREN (9 digits) or a SIRET (14 digits), got {len(value)}"
+            )
         return check_siren(value) if kind == "SIREN" else check_siret(value)
     return None

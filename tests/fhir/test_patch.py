@@ -47,7 +47,10 @@ def test_official_fhirpath_patch_case(case: dict[str, Any]) -> None:
 
 def op(type_: str, path: str, **parts: Any) -> dict[str, Any]:
     """One `operation` parameter; keyword arguments are `name=valueX` pairs or raw parts."""
-    items: list[dict[str, Any]] = [{"name": "type", "valueCode": type_}, {"name": "path", "valueString": path}]
+    items: list[dict[str, Any]] = [
+        {"name": "type", "valueCode": type_},
+        {"name": "path", "valueString": path},
+    ]
     for name, part in parts.items():
         items.append({"name": name, **part})
     return {"name": "operation", "part": items}
@@ -76,14 +79,18 @@ def status_of(resource: dict[str, Any], parameters: dict[str, Any]) -> int:
 
 
 def test_replace_with_where_criterion_targets_the_matching_item() -> None:
-    body = params(op("replace", "Patient.identifier.where(use = 'usual').value", value={"valueString": "IPP-2"}))
+    body = params(
+        op("replace", "Patient.identifier.where(use = 'usual').value", value={"valueString": "IPP-2"})
+    )
     out = apply_fhirpath_patch(PATIENT, body)
     assert [i["value"] for i in out["identifier"]] == ["255082B20616183", "IPP-2"]
     assert PATIENT["identifier"][1]["value"] == "IPP-1"
 
 
 def test_where_on_primitives_uses_this() -> None:
-    out = apply_fhirpath_patch(PATIENT, params(op("delete", "Patient.name.given.where($this.startsWith('M'))")))
+    out = apply_fhirpath_patch(
+        PATIENT, params(op("delete", "Patient.name.given.where($this.startsWith('M'))"))
+    )
     assert out["name"][0]["given"] == ["Anne"] and "_given" not in out["name"][0]
 
 
@@ -112,7 +119,9 @@ def test_deleting_a_primitive_list_item_keeps_its_extensions_aligned() -> None:
 
 
 def test_inserting_into_a_primitive_list_pads_its_extensions() -> None:
-    body = params(op("insert", "Patient.name[0].given", index={"valueInteger": 0}, value={"valueString": "Zoé"}))
+    body = params(
+        op("insert", "Patient.name[0].given", index={"valueInteger": 0}, value={"valueString": "Zoé"})
+    )
     out = apply_fhirpath_patch(PATIENT, body)
     assert out["name"][0]["given"] == ["Zoé", "Anne", "Marie"]
     assert out["name"][0]["_given"] == [None, None, {"id": "g2"}]
@@ -142,7 +151,9 @@ def test_adding_an_unknown_element_is_422() -> None:
 def test_decimal_values_keep_their_precision() -> None:
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"}}
     value = {"valueQuantity": {"value": decimal.Decimal("70.50"), "unit": "kg"}}
-    out = apply_fhirpath_patch(obs, params(op("add", "Observation", name={"valueString": "value"}, value=value)))
+    out = apply_fhirpath_patch(
+        obs, params(op("add", "Observation", name={"valueString": "value"}, value=value))
+    )
     assert str(out["valueQuantity"]["value"]) == "70.50"
 
 
@@ -153,7 +164,9 @@ def test_primitive_extension_is_reachable_through_the_primitive() -> None:
 
 
 def test_move_with_source_out_of_range_is_422() -> None:
-    body = params(op("move", "Patient.identifier", source={"valueInteger": 5}, destination={"valueInteger": 0}))
+    body = params(
+        op("move", "Patient.identifier", source={"valueInteger": 5}, destination={"valueInteger": 0})
+    )
     assert status_of(PATIENT, body) == 422
 
 
@@ -174,8 +187,15 @@ def test_insert_with_index_past_the_end_is_422() -> None:
         params(op("delete", "Patient.name[")),
         params(op("replace", "Patient.gender", value={"valueCode": "male", "valueString": "male"})),
     ],
-    ids=["not-parameters", "not-operation", "unknown-type", "missing-value", "index-not-integer",
-         "bad-fhirpath", "two-values"],
+    ids=[
+        "not-parameters",
+        "not-operation",
+        "unknown-type",
+        "missing-value",
+        "index-not-integer",
+        "bad-fhirpath",
+        "two-values",
+    ],
 )
 def test_malformed_fhirpath_patch_is_400(body: dict[str, Any]) -> None:
     assert status_of(PATIENT, body) == 400

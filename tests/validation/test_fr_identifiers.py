@@ -77,8 +77,9 @@ def test_nir_with_month_of_incomplete_civil_status_is_accepted() -> None:
 
 def test_identifier_dispatch_labels_ins_nia_and_test_systems() -> None:
     issues = check_identifier("urn:oid:1.2.250.1.213.1.4.9", "295109912611199", "INS-NIA")
-    assert issues == [{"severity": "error", "code": "value",
-                       "diagnostics": "INS-NIA key mismatch: expected 93, got 99"}]
+    assert issues == [
+        {"severity": "error", "code": "value", "diagnostics": "INS-NIA key mismatch: expected 93, got 99"}
+    ]
     assert check_identifier("urn:oid:1.2.250.1.213.1.4.10", "295109912611193", None) == []
     assert check_identifier("urn:oid:1.2.250.1.213.1.4.11", "295109912611193", None) == []
 
@@ -118,8 +119,12 @@ def test_fr_core_example_rpps_fails_its_luhn_key() -> None:
 
 @pytest.mark.parametrize(
     ("value", "fragment"),
-    [("1000000191", "11 digits"), ("100000019166", "11 digits"), ("1000000191A", "digits only"),
-     ("1000000191６", "digits only")],
+    [
+        ("1000000191", "11 digits"),
+        ("100000019166", "11 digits"),
+        ("1000000191A", "digits only"),
+        ("1000000191６", "digits only"),
+    ],
     ids=["short", "long", "letter", "fullwidth-digit"],
 )
 def test_malformed_rpps_is_reported(value: str, fragment: str) -> None:
@@ -131,7 +136,10 @@ def test_malformed_rpps_is_reported(value: str, fragment: str) -> None:
 # FINESS, SIREN, SIRET
 
 VALID_FINESS = [
-    "010000016", "010000156", "010780195", "010787190",  # ansforge/finess exemple-finess-structures-journalier
+    "010000016",
+    "010000156",
+    "010780195",
+    "010787190",  # ansforge/finess exemple-finess-structures-journalier
     "750712184",  # AP-HP legal entity, e.g. DREES SAE scripts "FINESS AP-HP (Entité Juridique): 750712184"
     "750100125",  # Pitié-Salpêtrière, same source
 ]
@@ -182,7 +190,8 @@ def test_siret_with_wrong_key_is_reported() -> None:
 def test_la_poste_siret_uses_the_digit_sum_rule() -> None:
     # stdnum tests/test_fr_siret.doctest: 35600000049838 is invalid.
     assert check_siret("35600000049838") == (
-        "SIRET of La Poste (SIREN 356000000): the sum of its digits must be a multiple of 5")
+        "SIRET of La Poste (SIREN 356000000): the sum of its digits must be a multiple of 5"
+    )
 
 
 def test_siret_with_invalid_siren_part_is_reported() -> None:
@@ -194,7 +203,9 @@ def test_sirene_system_tells_siren_and_siret_apart() -> None:
     assert check_identifier("https://sirene.fr", "732829320", "SIREN") == []
     assert check_identifier("https://sirene.fr", "73282932000074", None) == []
     assert check_identifier("https://sirene.fr", "732829321", None)[0]["diagnostics"].startswith("SIREN")
-    assert "SIREN (9 digits) or a SIRET" in check_identifier("https://sirene.fr", "1234", None)[0]["diagnostics"]
+    assert (
+        "SIREN (9 digits) or a SIRET" in check_identifier("https://sirene.fr", "1234", None)[0]["diagnostics"]
+    )
     wrong_type = check_identifier("https://sirene.fr", "732829320", "SIRET")
     assert wrong_type[0]["diagnostics"] == "SIRET must have 14 digits, got 9 characters"
 
@@ -238,7 +249,8 @@ def test_idnatst_checks_finess_siren_siret_by_prefix() -> None:
     assert check_idnatst("373282932000074") is None
     # The ANS Annuaire example structure uses idNatSt 1754567860, whose FINESS fails its key.
     assert check_idnatst("1754567860") == IdCheck(
-        "error", "idNatSt 1 + FINESS: FINESS check digit mismatch: expected 5, got 0")
+        "error", "idNatSt 1 + FINESS: FINESS check digit mismatch: expected 5, got 0"
+    )
     assert check_idnatst("R10000000001") is None  # technical id without prefix
     odd = check_idnatst("12345")
     assert odd is not None and odd.severity == "warning"
@@ -251,8 +263,9 @@ def test_idnatst_checks_finess_siren_siret_by_prefix() -> None:
 def test_rpps_and_finess_systems_are_dispatched() -> None:
     assert check_identifier("https://rpps.esante.gouv.fr", "10000001916", "RPPS") == []
     bad = check_identifier("https://rpps.esante.gouv.fr", "10101201234", "RPPS")
-    assert bad == [{"severity": "error", "code": "value",
-                    "diagnostics": "RPPS check digit mismatch: expected 3, got 4"}]
+    assert bad == [
+        {"severity": "error", "code": "value", "diagnostics": "RPPS check digit mismatch: expected 3, got 4"}
+    ]
     assert check_identifier("https://finess.esante.gouv.fr", "750712184", "FINEJ") == []
     assert check_identifier("https://finess.esante.gouv.fr", "75071218", "FINEG")[0]["severity"] == "error"
 
