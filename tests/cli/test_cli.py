@@ -57,3 +57,5 @@ def test_serve_prints_url_and_answers_metadata(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if proc.stdout is not None:
+            proc.stdout.close()
