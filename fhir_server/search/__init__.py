@@ -1,60 +1,93 @@
-"""Search: the one entry point conditional interactions use to resolve criteria.
+"""Search: parse -> scope (compartment, policy) -> compile -> execute, for every caller.
 
 https://hl7.org/fhir/R4/search.html
 
-Minimal version supporting `_id` and `identifier` by scanning the type's current resources;
-the search engine replaces it behind the same signature.
+`search` is the one entry point (type, system and compartment searches, `_include`,
+conditional interactions); `find_ids` is its narrow form for conditional create, update and
+delete; `capability_search_params` lists a type's parameters for the CapabilityStatement.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
-import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from fhir_server.errors import invalid
-from fhir_server.storage.schema import resource
+from fhir_server.search.ast import Compartment, Policy, Query
+from fhir_server.search.compile.common import Ctx
+from fhir_server.search.execute import Match, SearchResult, explain, run
+from fhir_server.search.includes import resolve_includes
+from fhir_server.search.parse import Limits, parse_query
+from fhir_server.search.plan import plan
+from fhir_server.search.registry import Registry, registry
+from fhir_server.search.valuesets import resolver
 
-__all__ = ["find_ids"]
+__all__ = ["Match", "SearchResult", "capability_search_params", "find_ids", "make_ctx", "search"]
 
 
-def find_ids(conn: Connection, res_type: str, params: list[tuple[str, str]], limit: int) -> list[tuple[int, str]]:
-    """(rid, id) of the current, non-deleted resources of `res_type` matching every param."""
-    checks = [_matcher(name, value) for name, value in params]
-    stmt = select(resource.c.rid, resource.c.res_id, resource.c.body).where(
-        resource.c.res_type == res_type, resource.c.deleted.is_(False)
+def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) -> Ctx:
+    return Ctx(
+        registry=reg or registry(),
+        dialect=conn.dialect.name,
+        base_url=base_url,
+        valueset=resolver(conn),
+        now_us=time.time_ns() // 1000,
     )
-    found: list[tuple[int, str]] = []
-    for rid, res_id, body in conn.execute(stmt):
-        doc = orjson.loads(body)
-        if all(check(doc) for check in checks):
-            found.append((rid, res_id))
-            if len(found) >= limit:
-                break
-    return found
 
 
-def _matcher(name: str, value: str) -> Any:
-    alternatives = value.split(",")
-    if name == "_id":
-        return lambda doc: doc.get("id") in alternatives
-    if name == "identifier":
-        tokens = [_token(alt) for alt in alternatives]
-        return lambda doc: any(
-            _identifier_matches(ident, system, code) for ident in doc.get("identifier", []) for system, code in tokens
+def search(
+    conn: Connection,
+    query: Query,
+    base_url: str = "",
+    compartment: Compartment | None = None,
+    policy: Policy | None = None,
+) -> tuple[SearchResult, tuple[str, list[str]] | None]:
+    """Run a parsed query; returns the result and, with `_explain`, (SQL, database plan)."""
+    ctx = make_ctx(conn, base_url)
+    p = plan(query, ctx, compartment, policy)
+    result = run(conn, p)
+    if query.includes and result.matches:
+        result.included = resolve_includes(conn, ctx.registry, query.includes, result.matches, policy)
+    return result, (explain(conn, p) if query.explain else None)
+
+
+def find_ids(
+    conn: Connection, res_type: str, params: list[tuple[str, str]], limit: int, policy: Policy | None = None
+) -> list[tuple[int, str]]:
+    """(rid, id) of current resources of `res_type` matching `params` (conditional interactions).
+
+    Unknown or malformed parameters raise a 400 FhirError: a conditional write must never act
+    on a criterion it did not understand.
+    """
+    query = parse_query(registry(), (res_type,), params, strict=True, limits=Limits(limit, max(limit, 1)))
+    query = replace(query, count=limit, sort=(), includes=(), total="none", summary=None, cursor=None)
+    result, _ = search(conn, query, policy=policy)
+    return [(m.rid, m.id) for m in result.matches]
+
+
+def _documentation(description: str, res_type: str) -> str:
+    """The line about `res_type` from a shared parameter's bullet list, else the description."""
+    marker = f"* [{res_type}]("
+    for line in description.splitlines():
+        if line.strip().startswith(marker):
+            return line.split("):", 1)[-1].strip()
+    return description.strip()
+
+
+def capability_search_params(res_type: str) -> list[dict[str, Any]]:
+    """CapabilityStatement.rest.resource.searchParam entries for `res_type`."""
+    out = []
+    for impl in registry().params(res_type):
+        if impl.strategy == "unsupported" or impl.status != "active":
+            continue
+        out.append(
+            {
+                "name": impl.code,
+                "definition": impl.url,
+                "type": impl.type,
+                "documentation": _documentation(impl.description, res_type),
+            }
         )
-    raise invalid(f"Search parameter '{name}' is not supported in conditional criteria (use _id or identifier)")
-
-
-def _token(value: str) -> tuple[str | None, str | None]:
-    if "|" not in value:
-        return None, value
-    system, code = value.split("|", 1)
-    return system, code or None
-
-
-def _identifier_matches(ident: dict[str, Any], system: str | None, code: str | None) -> bool:
-    if system is not None and ident.get("system", "") != system:
-        return False
-    return code is None or ident.get("value") == code
+    return out

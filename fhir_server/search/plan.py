@@ -1,0 +1,105 @@
+"""The search planner: parsed query (+ compartment, + access policy) -> the SELECT of one page.
+
+https://hl7.org/fhir/R4/search.html
+
+One entry point for every caller: type, system and compartment searches, conditional
+interactions and (through `policy`) the access policy. The pipeline reads top-down:
+scope the tree (compartment, policy), compile it to one condition, add the sort keys and the
+keyset condition, and select `count + 1` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, select
+
+from fhir_server.errors import invalid
+from fhir_server.search.ast import Compartment, Node, Policy, Query, SortKey, conj
+from fhir_server.search.compile.common import Ctx
+from fhir_server.search.compile.tree import compile_node, live
+from fhir_server.search.paging import Cursor, SortExpr, decode, keyset_condition, order_by
+from fhir_server.storage.index_schema import INDEX_TABLES
+from fhir_server.storage.schema import resource
+
+__all__ = ["Plan", "plan", "scope"]
+
+_SORT_COLUMN = {
+    "token": "code", "string": "value", "number": "value", "quantity": "value",
+    "reference": "target_id", "uri": "value",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    query: Query
+    page: Select[Any] | None  # None when only a count is wanted
+    count: Select[Any] | None
+    sort_exprs: list[SortExpr]
+    cursor: Cursor | None
+    signature: str
+    filter: ColumnElement[bool]  # the whole WHERE without keyset, reused by counts
+    r: Any
+
+
+def scope(query: Query, compartment: Compartment | None, policy: Policy | None) -> Query:
+    """The rewrite passes: compartment scoping, then the access policy, as extra AND terms."""
+    where = conj(query.where, compartment, policy)
+    return query if where is query.where else _replace_where(query, where)
+
+
+def _replace_where(query: Query, where: Node | None) -> Query:
+    from dataclasses import replace
+
+    return replace(query, where=where)
+
+
+def _type_condition(r: Any, types: tuple[str, ...]) -> list[ColumnElement[bool]]:
+    if not types:
+        return [live(r, "*")]
+    if len(types) == 1:
+        return [live(r, types[0])]
+    return [live(r, "*"), r.c.res_type.in_(types)]
+
+
+def _sort_expr(key: SortKey, types: tuple[str, ...], r: Any, ctx: Ctx) -> SortExpr:
+    if key.code == "_id":
+        return r.c.res_id, key.descending
+    if key.code == "_lastUpdated":
+        return r.c.last_updated, key.descending
+    impl = ctx.registry.get(types[0] if types else "*", key.code)
+    if impl is None or not impl.indexed or impl.strategy == "composite":
+        raise invalid(f"Cannot sort on '{key.code}'", expression="_sort")
+    table = INDEX_TABLES[impl.strategy]
+    if impl.strategy == "date":
+        col = table.c.hi if key.descending else table.c.lo
+    else:
+        col = table.c[_SORT_COLUMN[impl.strategy]]
+    agg = func.max(col) if key.descending else func.min(col)
+    sub = select(agg).where(table.c.rid == r.c.rid, table.c.param == key.code).correlate(r)
+    return sub.scalar_subquery(), key.descending
+
+
+def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy: Policy | None = None) -> Plan:
+    """Compile `query` (scoped to `compartment`, filtered by `policy`) into the page SELECT."""
+    query = scope(query, compartment, policy)
+    r = resource.alias("r")
+    conds = _type_condition(r, query.types)
+    if query.where is not None:
+        conds.append(compile_node(query.where, query.types[0] if len(query.types) == 1 else "*", r, ctx))
+    where = and_(*conds)
+    sort_exprs = [_sort_expr(k, query.types, r, ctx) for k in query.sort]
+    signature = ",".join(str(k) for k in query.sort)
+    cursor = decode(query.cursor, signature) if query.cursor else None
+    count_stmt = select(func.count()).select_from(r).where(where)
+    wants_count = query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
+    if query.summary == "count" or query.count == 0:
+        return Plan(query, None, count_stmt, sort_exprs, cursor, signature, where, r)
+    page = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body, *(e.label(f"k{i}") for i, (e, _) in enumerate(sort_exprs)))
+    page = page.where(where)
+    if cursor is not None:
+        page = page.where(keyset_condition(sort_exprs, r.c.rid, cursor))
+    reverse = cursor is not None and not cursor.forward
+    page = page.order_by(*order_by(sort_exprs, r.c.rid, reverse)).limit(query.count + 1)
+    return Plan(query, page, count_stmt if wants_count else None, sort_exprs, cursor, signature, where, r)

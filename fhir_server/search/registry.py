@@ -1,0 +1,205 @@
+"""Search parameter registry: each (resource type, code) resolved once into a `SearchParamImpl`.
+
+https://hl7.org/fhir/R4/searchparameter.html
+
+The R4 definitions are unions over several bases (`Patient.name | Practitioner.name`); each is
+split per base here, so a parameter's expression only ever names its own type and extraction
+never evaluates the other members. The strategy (which index table, or which resource column)
+is decided here once and compile code dispatches on it (Medplum's `SearchStrategies`).
+Custom SearchParameters join the registry with status `pending` until `$reindex` has indexed
+every existing resource; searching on a pending parameter is an error, never a partial answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from fhir_server.errors import invalid
+
+__all__ = ["ANY_TYPE", "Registry", "SearchParamImpl", "registry", "resource_types"]
+
+# Pseudo type of a system search without _type: only Resource-level parameters apply.
+ANY_TYPE = "*"
+
+# Parameters the parser treats itself: never looked up as search parameters.
+CONTROL = frozenset(
+    {"_sort", "_count", "_include", "_revinclude", "_summary", "_elements", "_total", "_contained",
+     "_containedType", "_format", "_pretty", "_cursor", "_explain", "_type", "_has", "_query", "_list"}
+)
+_STRATEGY = {
+    "token": "token", "string": "string", "date": "date", "number": "number", "quantity": "quantity",
+    "reference": "reference", "uri": "uri", "composite": "composite",
+}
+_SPECIAL = {"_id": "id", "_lastUpdated": "lastUpdated", "_text": "fulltext", "_content": "fulltext"}
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    type: str
+    expression: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParamImpl:
+    """One search parameter as it applies to one resource type."""
+
+    res_type: str
+    code: str
+    type: str  # the SearchParameter.type
+    strategy: str  # token | string | date | number | quantity | reference | uri | composite | id
+    # | lastUpdated | fulltext | unsupported
+    expressions: tuple[str, ...]
+    url: str
+    description: str = ""
+    targets: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+    status: str = "active"  # active | pending (custom parameter not yet reindexed)
+    custom: bool = False
+
+    @property
+    def indexed(self) -> bool:
+        return self.strategy in _STRATEGY.values()
+
+
+def _root(part: str) -> str:
+    return part.strip().lstrip("(").split(".", 1)[0].split(" ", 1)[0].strip(")")
+
+
+def split_union(expression: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in expression:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "|" and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+def _for_base(expression: str | None, base: str) -> tuple[str, ...]:
+    if not expression:
+        return ()
+    return tuple(p for p in split_union(expression) if _root(p) in (base, "Resource", "DomainResource"))
+
+
+@lru_cache(maxsize=1)
+def resource_types() -> tuple[str, ...]:
+    data = resources.files("fhir_server.definitions").joinpath("r4/resource-types.json").read_bytes()
+    return tuple(json.loads(data))
+
+
+def _definitions() -> list[dict[str, Any]]:
+    try:
+        from fhir_server.definitions import search_parameters  # type: ignore[attr-defined]
+
+        return list(search_parameters())
+    except (ImportError, AttributeError):
+        data = resources.files("fhir_server.definitions").joinpath("r4/search-parameters.json").read_bytes()
+        return list(json.loads(data))
+
+
+@dataclass
+class Registry:
+    """Mutable only through `add`, which swaps in new immutable impls under a lock."""
+
+    _by_type: dict[str, dict[str, SearchParamImpl]] = field(default_factory=dict)
+    _by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_definitions(cls, definitions: list[dict[str, Any]]) -> Registry:
+        reg = cls()
+        reg._by_url = {d["url"]: d for d in definitions if "url" in d}
+        for d in definitions:
+            for impl in reg._impls(d):
+                reg._by_type.setdefault(impl.res_type, {}).setdefault(impl.code, impl)
+        return reg
+
+    def _bases(self, d: dict[str, Any]) -> list[str]:
+        out: list[str] = []
+        for base in d.get("base", []):
+            if base == "Resource":
+                out.extend((*resource_types(), ANY_TYPE))
+            elif base == "DomainResource":
+                out.extend(t for t in resource_types() if t not in ("Bundle", "Binary", "Parameters"))
+                out.append(ANY_TYPE)
+            else:
+                out.append(base)
+        return out
+
+    def _impls(self, d: dict[str, Any], status: str = "active", custom: bool = False) -> list[SearchParamImpl]:
+        code, type_ = d["code"], d["type"]
+        strategy = _SPECIAL.get(code) or _STRATEGY.get(type_, "unsupported")
+        comps = tuple(self._component(c) for c in d.get("component", []))
+        if strategy == "composite" and (not comps or comps[0].type != "token" or len(comps) != 2):
+            strategy = "unsupported"  # only token$x pairs are indexed (every R4 composite but one)
+        out = []
+        for base in self._bases(d):
+            exprs = _for_base(d.get("expression"), base)
+            if strategy in _STRATEGY.values() and not exprs:
+                continue
+            out.append(
+                SearchParamImpl(
+                    res_type=base, code=code, type=type_, strategy=strategy, expressions=exprs,
+                    url=d.get("url", ""), description=d.get("description", ""),
+                    targets=tuple(d.get("target", ())), components=comps, status=status, custom=custom,
+                )
+            )
+        return out
+
+    def _component(self, c: dict[str, Any]) -> Component:
+        ref = self._by_url.get(c.get("definition", ""))
+        return Component(ref["type"] if ref else "unknown", c.get("expression", ""))
+
+    # -- lookups ---------------------------------------------------------------------------
+    def get(self, res_type: str, code: str) -> SearchParamImpl | None:
+        return self._by_type.get(res_type, {}).get(code)
+
+    def require(self, res_type: str, code: str) -> SearchParamImpl:
+        impl = self.get(res_type, code)
+        if impl is None:
+            raise invalid(f"Unknown search parameter '{code}' for resource type {res_type}", expression=code)
+        return impl
+
+    def params(self, res_type: str) -> list[SearchParamImpl]:
+        return sorted(self._by_type.get(res_type, {}).values(), key=lambda i: i.code)
+
+    def indexed_params(self, res_type: str) -> list[SearchParamImpl]:
+        return [i for i in self._by_type.get(res_type, {}).values() if i.indexed]
+
+    def types(self) -> list[str]:
+        return sorted(t for t in self._by_type if t != ANY_TYPE)
+
+    # -- custom parameters -----------------------------------------------------------------
+    def add(self, definition: dict[str, Any], status: str = "pending") -> list[SearchParamImpl]:
+        """Register (or replace) a SearchParameter resource; returns the impls it created."""
+        with self._lock:
+            self._by_url[definition.get("url", "")] = definition
+            impls = self._impls(definition, status=status, custom=True)
+            for impl in impls:
+                current = dict(self._by_type.get(impl.res_type, {}))
+                current[impl.code] = impl
+                self._by_type[impl.res_type] = current
+            return impls
+
+    def set_status(self, res_type: str, code: str, status: str) -> None:
+        with self._lock:
+            impl = self.get(res_type, code)
+            if impl is not None:
+                current = dict(self._by_type[res_type])
+                current[code] = replace(impl, status=status)
+                self._by_type[res_type] = current
+
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    """The process-wide registry built from the vendored R4 definitions."""
+    return Registry.from_definitions(_definitions())

@@ -1,0 +1,223 @@
+"""Search index tables: one table per search-value type, written in the resource's transaction.
+
+https://hl7.org/fhir/R4/search.html
+
+Every row carries the resource's surrogate `rid`, its type and the search parameter code, then
+the normalised values of that parameter type. Queries always start from `(res_type, param,
+value...)`, so each table has that index; `(rid, param)` serves deletion on rewrite, `:missing`
+and sort keys. Indexed strings are cut to `MAX_INDEXED` characters so that PostgreSQL's btree
+row limit can never reject a write (a longer value still matches on its first 512 characters).
+
+Full text (`_text`, `_content`) lives in `idx_fulltext`: on PostgreSQL two `tsvector` columns
+with GIN indexes; on SQLite plain text columns mirrored into the FTS5 table `idx_fulltext_fts`
+by triggers (created by `fulltext_ddl`, from both `metadata.create_all` and the migration).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DDL,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    event,
+)
+from sqlalchemy.dialects.postgresql import TSVECTOR
+
+from fhir_server.storage.schema import metadata
+
+__all__ = [
+    "INDEX_TABLES",
+    "MAX_INDEXED",
+    "fulltext_ddl",
+    "idx_composite",
+    "idx_date",
+    "idx_fulltext",
+    "idx_number",
+    "idx_quantity",
+    "idx_reference",
+    "idx_string",
+    "idx_token",
+    "idx_uri",
+    "reindex_job",
+    "search_param_status",
+]
+
+MAX_INDEXED = 512
+
+# Byte-wise ordering makes `value >= 'abc' AND value < 'abc\uffff'` a prefix scan on a btree
+# whatever the database's default collation.
+Key = String(MAX_INDEXED).with_variant(String(MAX_INDEXED, collation="C"), "postgresql")
+Rid = BigInteger().with_variant(Integer(), "sqlite")
+TsVector = Text().with_variant(TSVECTOR(), "postgresql")
+
+
+def _head() -> list[Column]:  # type: ignore[type-arg]
+    return [
+        Column("rid", Rid, nullable=False),
+        Column("res_type", String(64), nullable=False),
+        Column("param", String(128), nullable=False),
+    ]
+
+
+def _table(name: str, *columns: Column, keys: list[tuple[str, ...]]) -> Table:  # type: ignore[type-arg]
+    table = Table(name, metadata, *_head(), *columns)
+    Index(f"ix_{name}_rid", table.c.rid, table.c.param)
+    for i, key in enumerate(keys):
+        Index(f"ix_{name}_k{i}", *(table.c[k] for k in key))
+    return table
+
+
+idx_token = _table(
+    "idx_token",
+    Column("system", Key, nullable=True),
+    Column("code", Key, nullable=True),
+    Column("h_full", BigInteger, nullable=True),  # hash of "system|code": `system|code`, `|code`
+    Column("h_code", BigInteger, nullable=True),  # hash of "code": a code in any system
+    Column("text", Key, nullable=True),  # folded display / text, for :text
+    keys=[("res_type", "param", "h_code"), ("res_type", "param", "h_full"), ("res_type", "param", "system")],
+)
+
+idx_string = _table(
+    "idx_string",
+    Column("value", Key, nullable=False),  # lower case, accents folded
+    Column("exact", Key, nullable=False),
+    keys=[("res_type", "param", "value")],
+)
+
+idx_date = _table(
+    "idx_date",
+    Column("lo", BigInteger, nullable=False),  # microseconds, inclusive
+    Column("hi", BigInteger, nullable=False),  # microseconds, exclusive
+    keys=[("res_type", "param", "lo"), ("res_type", "param", "hi")],
+)
+
+idx_number = _table(
+    "idx_number",
+    Column("value", Float, nullable=False),
+    keys=[("res_type", "param", "value")],
+)
+
+idx_quantity = _table(
+    "idx_quantity",
+    Column("value", Float, nullable=False),
+    Column("system", Key, nullable=True),
+    Column("code", Key, nullable=True),  # Quantity.code, else Quantity.unit
+    keys=[("res_type", "param", "value")],
+)
+
+idx_reference = _table(
+    "idx_reference",
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("url", Key, nullable=True),  # absolute reference or canonical, without |version
+    Column("version", String(64), nullable=True),
+    keys=[
+        ("res_type", "param", "target_id", "target_type"),
+        ("target_id", "target_type", "res_type", "param"),
+        ("res_type", "param", "url"),
+    ],
+)
+
+idx_uri = _table(
+    "idx_uri",
+    Column("value", Key, nullable=False),
+    keys=[("res_type", "param", "value")],
+)
+
+idx_composite = _table(
+    "idx_composite",
+    Column("h1_full", BigInteger, nullable=True),  # first component: always a token
+    Column("h1_code", BigInteger, nullable=True),
+    Column("h2_full", BigInteger, nullable=True),  # second component, token or string (hashed)
+    Column("h2_code", BigInteger, nullable=True),
+    Column("num", Float, nullable=True),  # second component, number or quantity value
+    Column("q_system", Key, nullable=True),
+    Column("q_code", Key, nullable=True),
+    Column("lo", BigInteger, nullable=True),  # second component, date
+    Column("hi", BigInteger, nullable=True),
+    keys=[("res_type", "param", "h1_code"), ("res_type", "param", "h1_full")],
+)
+
+idx_fulltext = Table(
+    "idx_fulltext",
+    metadata,
+    Column("rid", Rid, primary_key=True, autoincrement=False),
+    Column("res_type", String(64), nullable=False),
+    Column("narrative", TsVector, nullable=True),
+    Column("content", TsVector, nullable=True),
+)
+
+# Custom SearchParameters and their indexing state ($reindex).
+search_param_status = Table(
+    "search_param_status",
+    metadata,
+    Column("url", String(512), primary_key=True),
+    Column("res_type", String(64), primary_key=True),
+    Column("code", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | indexing | active | failed
+    Column("job_id", String(64), nullable=True),
+)
+
+reindex_job = Table(
+    "reindex_job",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("params", Text, nullable=False),  # JSON list of [res_type, code]
+    Column("status", String(16), nullable=False),  # running | done | failed | cancelled
+    Column("last_rid", BigInteger, nullable=False),  # resumable: resources up to here are done
+    Column("processed", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("started", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Column("error", Text, nullable=True),
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": idx_token,
+    "string": idx_string,
+    "date": idx_date,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "reference": idx_reference,
+    "uri": idx_uri,
+    "composite": idx_composite,
+}
+
+_SQLITE_FTS = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS idx_fulltext_fts USING fts5("
+    "narrative, content, content='idx_fulltext', content_rowid='rid', "
+    "tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS idx_fulltext_ai AFTER INSERT ON idx_fulltext BEGIN "
+    "INSERT INTO idx_fulltext_fts(rowid, narrative, content) VALUES (new.rid, new.narrative, new.content); END",
+    "CREATE TRIGGER IF NOT EXISTS idx_fulltext_ad AFTER DELETE ON idx_fulltext BEGIN "
+    "INSERT INTO idx_fulltext_fts(idx_fulltext_fts, rowid, narrative, content) "
+    "VALUES ('delete', old.rid, old.narrative, old.content); END",
+]
+_PG_FTS = [
+    "CREATE INDEX IF NOT EXISTS ix_idx_fulltext_narrative ON idx_fulltext USING gin (narrative)",
+    "CREATE INDEX IF NOT EXISTS ix_idx_fulltext_content ON idx_fulltext USING gin (content)",
+]
+
+
+def fulltext_ddl(dialect: str) -> list[str]:
+    """Statements that complete `idx_fulltext` on `dialect` (FTS5 mirror or GIN indexes)."""
+    if dialect == "sqlite":
+        return list(_SQLITE_FTS)
+    if dialect == "postgresql":
+        return list(_PG_FTS)
+    return []
+
+
+for _sql in _SQLITE_FTS:
+    event.listen(idx_fulltext, "after_create", DDL(_sql).execute_if(dialect="sqlite"))
+for _sql in _PG_FTS:
+    event.listen(idx_fulltext, "after_create", DDL(_sql).execute_if(dialect="postgresql"))
+event.listen(
+    idx_fulltext, "before_drop", DDL("DROP TABLE IF EXISTS idx_fulltext_fts").execute_if(dialect="sqlite")
+)
