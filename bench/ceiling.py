@@ -2,7 +2,7 @@
 
 https://hl7.org/fhir/R4/http.html#read
 
-`app` is `create_app(settings)` from fhir_server.app, unchanged (same routes, same exception
+`app` (built by `build_app`) is `create_app(settings)` from fhir_server.app, unchanged (same routes, same exception
 handlers, same lifespan), with two routes added here and nowhere in the product:
 
 - `GET /bench/ceiling` answers a fixed, pre-serialised Patient of the size the read benchmark
@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+# At module level: FastAPI resolves the routes' annotations against this module's globals.
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fhir_server.app import create_app
-from fhir_server.config import get_settings
-from fhir_server.fhir.resource import http_date, stamp
-from fhir_server.storage.backend import count_history, now_micros
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
-__all__ = ["SAMPLE_PATIENT", "app", "ceiling_body", "patient"]
+__all__ = ["SAMPLE_PATIENT", "build_app", "ceiling_body", "patient"]
 
 # A plausible French patient (INS-NIR identifier, address, telecom): ~1 KB once stored.
 SAMPLE_PATIENT: dict[str, Any] = {
@@ -85,33 +83,52 @@ def patient(id_: str | None = None) -> dict[str, Any]:
 
 def ceiling_body() -> tuple[bytes, dict[str, str]]:
     """The sample Patient as the server stores it (id + meta), and the headers a read sends."""
+    from fhir_server.fhir.resource import http_date, stamp
+    from fhir_server.storage.backend import now_micros
+
     stamped_at = now_micros()
     _resource, body = stamp(patient(), "bench-ceiling", 1, stamped_at)
     return body, {"ETag": 'W/"1"', "Last-Modified": http_date(stamped_at)}
 
 
-_BODY, _HEADERS = ceiling_body()
+def build_app() -> FastAPI:
+    """`create_app(settings)` exactly as the CLI builds it, plus the two bench-only routes."""
+    # Imported here so that bench/crud.py can import the sample Patient without the server.
+    import fhir_server
+    from sqlalchemy import Connection
+
+    from fhir_server.app import create_app
+    from fhir_server.config import get_settings
+    from fhir_server.storage.backend import count_history
+
+    body, headers = ceiling_body()
+
+    async def ceiling_route() -> Response:
+        # No storage, no negotiation: only what every FHIR response pays on this stack.
+        return Response(body, 200, headers, media_type="application/fhir+json; charset=utf-8")
+
+    async def stats_route(request: Request) -> Response:
+        store = request.app.state.storage
+
+        def history_rows(conn: Connection) -> int:
+            return count_history(conn, None, None)
+
+        rows = await store.run_read(history_rows)
+        commits = getattr(store, "commits", None)
+        return JSONResponse({"dialect": store.dialect, "commits": commits, "history_rows": rows,
+                             "package": fhir_server.__file__})
+
+    app = create_app(get_settings())
+    app.add_api_route("/bench/ceiling", ceiling_route, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/bench/stats", stats_route, methods=["GET"], include_in_schema=False)
+    return app
 
 
-async def ceiling_route() -> Response:
-    # No storage, no negotiation: only what every FHIR response pays on this stack.
-    return Response(_BODY, 200, _HEADERS, media_type="application/fhir+json; charset=utf-8")
-
-
-async def stats_route(request: Request) -> Response:
-    store = request.app.state.storage
-
-    def history_rows(conn: Connection) -> int:
-        return count_history(conn, None, None)
-
-    rows = await store.run_read(history_rows)
-    return JSONResponse({"dialect": store.dialect, "commits": getattr(store, "commits", None), "history_rows": rows})
-
-
-settings = get_settings()
-app = create_app(settings)
-app.add_api_route("/bench/ceiling", ceiling_route, methods=["GET"], include_in_schema=False)
-app.add_api_route("/bench/stats", stats_route, methods=["GET"], include_in_schema=False)
+def __getattr__(name: str) -> Any:
+    # `uvicorn bench.ceiling:app` works too; the app is only built when asked for.
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -123,8 +140,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the benchmark server listens on loopback only")
+    from fhir_server.config import get_settings
+
     # The same uvicorn.run options as fhir_server.cli._serve (without --access-log).
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level, proxy_headers=True, access_log=False)
+    uvicorn.run(build_app(), host=args.host, port=args.port, log_level=get_settings().log_level,
+                proxy_headers=True, access_log=False)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class Cell:
     requests: int
     writes: int | None = None  # history rows the server wrote during the cell
     commits: int | None = None  # SQLite commits during the cell
+    load1: float = 0.0  # 1-minute load average at the end of the cell: others' work skews figures
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,15 +102,37 @@ def pg_database(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def source_tree(rev: str | None, work: Path) -> tuple[Path, str]:
+    """Where the server's code comes from: the working tree, or `git archive REV` of it.
+
+    Several people edit the working tree at once; --rev measures one committed state instead.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True,
+                              timeout=60).stdout.strip()
+
+    if rev is None:
+        dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "fhir_server") else ""
+        return REPO, f"working tree at {git('rev-parse', '--short', 'HEAD')}{dirty}"
+    sha = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    tree = work / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", sha, "fhir_server", "profiles"], cwd=REPO, capture_output=True,
+                             check=True, timeout=120).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=120)
+    return tree, f"commit {sha[:10]}"
+
+
 @contextmanager
-def server(database_url: str, log_path: Path) -> Iterator[str]:
+def server(tree: Path, database_url: str, log_path: Path) -> Iterator[str]:
     """bench/ceiling.py in a subprocess on a free loopback port; killed on exit, whatever happens."""
     port = free_port()
+    # PYTHONPATH comes before the editable install's path: the server imports fhir_server from `tree`.
     env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_LOG_LEVEL": "warning",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, str(BENCH / "ceiling.py"), "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, proc, log_path)
@@ -188,7 +211,8 @@ def measure(wrk: str, base: str, backend: str, op: str, clients: int, opts: argp
     before = stats(base) if op in ("create", "update") else None
     raw = run_wrk(wrk, base, script, clients, opts.duration, args)
     errors = raw["non2xx"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
-    cell = Cell(op, backend, clients, raw["rps"], raw["p50_ms"], raw["p99_ms"], errors, raw["requests"], raw=raw)
+    cell = Cell(op, backend, clients, raw["rps"], raw["p50_ms"], raw["p99_ms"], errors, raw["requests"],
+                load1=os.getloadavg()[0], raw=raw)
     if before is not None:
         time.sleep(0.5)  # let requests still in flight when wrk stopped reach the database
         after = stats(base)
@@ -200,7 +224,10 @@ def measure(wrk: str, base: str, backend: str, op: str, clients: int, opts: argp
 
 def bench_backend(wrk: str, backend: str, database_url: str, opts: argparse.Namespace, work: Path) -> list[Cell]:
     cells: list[Cell] = []
-    with server(database_url, work / f"server-{backend}.log") as base:
+    with server(opts.tree, database_url, work / f"server-{backend}.log") as base:
+        package = Path(stats(base)["package"]).resolve()
+        if not package.is_relative_to(opts.tree.resolve()):
+            raise RuntimeError(f"the server imported {package}, not the code under {opts.tree}")
         print(f"[{backend}] server at {base}; seeding {opts.seed} patients ...", flush=True)
         ids = seed(base, opts.seed)
         files = write_inputs(work, ids)
@@ -209,7 +236,7 @@ def bench_backend(wrk: str, backend: str, database_url: str, opts: argparse.Name
                 cell = measure(wrk, base, backend, op, clients, opts, files)
                 cells.append(cell)
                 print(f"[{backend}] {op:<7} c={clients:<3} {cell.rps:9.1f} req/s  p50 {cell.p50_ms:7.2f} ms  "
-                      f"p99 {cell.p99_ms:7.2f} ms  errors {cell.errors}", flush=True)
+                      f"p99 {cell.p99_ms:7.2f} ms  errors {cell.errors}  load {cell.load1:.1f}", flush=True)
     return cells
 
 
@@ -223,12 +250,12 @@ def write_inputs(work: Path, ids: list[str]) -> dict[str, str]:
 
 # -- reporting -----------------------------------------------------------------------------
 def table(cells: list[Cell]) -> str:
-    head = "| operation | backend | clients | req/s | p50 ms | p99 ms | errors | writes/commit |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    head = "| operation | backend | clients | req/s | p50 ms | p99 ms | errors | writes/commit | load1 |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cells:
         group = f"{c.writes / c.commits:.1f} ({c.writes}/{c.commits})" if c.commits else ""
         lines.append(f"| {c.operation} | {c.backend} | {c.clients} | {c.rps:.0f} | {c.p50_ms:.2f} | "
-                     f"{c.p99_ms:.2f} | {c.errors} | {group} |")
+                     f"{c.p99_ms:.2f} | {c.errors} | {group} | {c.load1:.1f} |")
     return "\n".join(lines)
 
 
@@ -266,6 +293,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", default="1,8,32", help="comma-separated connection counts")
     parser.add_argument("--seed", type=int, default=1000, help="patients created before measuring")
     parser.add_argument("--json-out", type=Path, help="also write every cell (with wrk's raw figures) here")
+    parser.add_argument("--rev", help="serve this git commit (git archive) instead of the working tree")
     opts = parser.parse_args(argv)
     opts.clients = [int(c) for c in opts.clients.split(",") if c.strip()]
     if not opts.clients or min(opts.clients) < 1 or opts.duration <= 0 or opts.seed < 1:
@@ -279,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="fhir-bench-") as tmp:
         work = Path(tmp)
+        opts.tree, source = source_tree(opts.rev, work)
+        print(f"server code: {source}", flush=True)
         try:
             cells += bench_backend(wrk, "sqlite", f"sqlite:///{work / 'bench.db'}", opts, work)
             if opts.pg_url:
@@ -290,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "Traceback" in text or "ERROR" in text:
                     print(f"--- {log.name} (last lines) ---\n{text[-2000:]}", file=sys.stderr)
     print(f"\nFHIR CRUD benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
-          f"{opts.duration:g} s per cell, wrk -c N -t min(N,2)\n")
+          f"{opts.duration:g} s per cell, wrk -c N -t min(N,2), {opts.seed} seeded patients, "
+          f"server code: {source}\n")
     print(table(cells))
     print()
     for line in verdicts(cells):
