@@ -198,7 +198,8 @@ def collect(child: Rule, parent: Rule, obj: dict[str, Any], path: str, ctx: Ctx,
             continue
         if suffix not in allowed:
             seen.add(key)
-            ctx.add("error", "structure", f"Type {suffix} is not allowed for {child.name}[x]", f"{path}.{name}")
+            ctx.add("error", "structure", f"Type {suffix} ({name}) is not allowed for {child.name}[x]",
+                    f"{path}.{child.name}")
             continue
         if key.startswith("_") and name in obj:
             continue
@@ -212,26 +213,27 @@ def _suffix(code: str) -> str:
 
 def _items(child: Rule, obj: dict[str, Any], key: str, path: str, ctx: Ctx, seen: set[str], code: str | None) -> list[Item]:
     value, ext = obj.get(key), obj.get("_" + key)
+    at = f"{path}.{child.name}"  # FHIRPath names a choice element without its type suffix
     if value is None and ext is None:
         if key in obj or "_" + key in obj:
             seen.update((key, "_" + key))
-            ctx.add("error", "structure", "Null is not a valid value", f"{path}.{key}")
+            ctx.add("error", "structure", "Null is not a valid value", at)
         return []
     seen.update((key, "_" + key))
     if not child.array:
         if isinstance(value, list) or isinstance(ext, list):
-            ctx.add("error", "structure", f"'{key}' has cardinality ..1 and must not be an array", f"{path}.{key}")
+            ctx.add("error", "structure", f"'{key}' has cardinality ..1 and must not be an array", at)
             return []
-        return [(value, ext, f"{path}.{key}", code)]
+        return [(value, ext, at, code)]
     if (value is not None and not isinstance(value, list)) or (ext is not None and not isinstance(ext, list)):
-        ctx.add("error", "structure", f"'{key}' repeats and must be a JSON array", f"{path}.{key}")
+        ctx.add("error", "structure", f"'{key}' repeats and must be a JSON array", at)
         return []
     values, exts = value or [], ext or []
     if not values and not exts:
-        ctx.add("error", "structure", "An array must not be empty", f"{path}.{key}")
+        ctx.add("error", "structure", "An array must not be empty", at)
     count = max(len(values), len(exts))
     return [
-        (values[i] if i < len(values) else None, exts[i] if i < len(exts) else None, f"{path}.{key}[{i}]", code)
+        (values[i] if i < len(values) else None, exts[i] if i < len(exts) else None, f"{at}[{i}]", code)
         for i in range(count)
     ]
 
@@ -282,7 +284,7 @@ def check_value(rule: Rule, item: Item, ctx: Ctx) -> None:
         ctx.add("error", "structure", f"Expected a JSON object for {code or rule.name}", path)
         return
     check_fixed_pattern(rule, value, path, ctx)
-    if code in ("Resource", "DomainResource") or (code is None and "resourceType" in value):
+    if code in ("Resource", "DomainResource") or (code is not None and _is_resource_type(code, ctx)):
         check_nested_resource(rule, value, path, ctx)
         return
     if not value or (len(value) == 1 and "id" in value):
@@ -309,6 +311,14 @@ def check_value(rule: Rule, item: Item, ctx: Ctx) -> None:
         target = _type_validator(rule, code, ctx)
         if target is not None:
             _check_complex(target.root, value, path, code, ctx, skip=rule.invariants)
+
+
+def _is_resource_type(code: str, ctx: Ctx) -> bool:
+    def make() -> bool:
+        sd = ctx.registry.structure_definition(CORE + code)
+        return bool(sd and sd.get("kind") == "resource")
+
+    return ctx.registry.cached("is-resource", code, make)  # type: ignore[no-any-return]
 
 
 def _type_validator(rule: Rule, code: str, ctx: Ctx) -> ProfileValidator | None:
@@ -346,6 +356,10 @@ def check_nested_resource(rule: Rule, value: dict[str, Any], path: str, ctx: Ctx
     url = ctx.registry.base_definition_url(rtype) if isinstance(rtype, str) else None
     if url is None:
         ctx.add("error", "structure", f"Unknown resource type {rtype!r}", path)
+        return
+    codes = {t.code for t in rule.types} - {"Resource", "DomainResource"}
+    if codes and rtype not in codes:
+        ctx.add("error", "structure", f"A {rtype} is not allowed here (expected {' | '.join(sorted(codes))})", path)
         return
     profiles = [p for t in rule.types for p in t.profiles]
     validator = next((v for p in profiles if (v := ctx.registry.validator(p)) is not None), None)
@@ -550,11 +564,11 @@ def check_reference(types: list[TypeRef], value: dict[str, Any], path: str, ctx:
         return
     if ctx.registry.base_definition_url(rtype) is None:
         if ":" not in ref:
-            ctx.add("error", "structure", f"Reference '{ref}' names no known resource type", f"{path}.reference")
+            ctx.add("error", "structure", f"Reference '{ref}' names no known resource type", path)
         return
     if rtype not in allowed:
         ctx.add("error", "structure", f"A reference to {rtype} is not allowed here (expected "
-                f"{' | '.join(sorted(allowed))})", f"{path}.reference")
+                f"{' | '.join(sorted(allowed))})", path)
 
 
 _fr_check: Any = None

@@ -102,19 +102,19 @@ def test_too_many_repetitions_are_reported(registry: ConformanceRegistry) -> Non
 
 def test_choice_type_outside_the_profile_is_rejected(registry: ConformanceRegistry) -> None:
     assert issues(registry, patient(deceasedBoolean=True)) == []
-    assert issues(registry, patient(deceasedDateTime="2020-01-01")) == [("error", "Patient.deceasedDateTime")]
+    assert issues(registry, patient(deceasedDateTime="2020-01-01")) == [("error", "Patient.deceased")]
 
 
 def test_reference_to_a_type_outside_target_profiles_is_rejected(registry: ConformanceRegistry) -> None:
     assert issues(registry, patient(generalPractitioner=[{"reference": "Practitioner/1"}])) == []
     bad = patient(generalPractitioner=[{"reference": "Practitioner/1"}, {"reference": "Organization/2"}])
-    assert issues(registry, bad) == [("error", "Patient.generalPractitioner[1].reference")]
+    assert issues(registry, bad) == [("error", "Patient.generalPractitioner[1]")]
 
 
 def test_contained_reference_resolves_to_the_contained_type(registry: ConformanceRegistry) -> None:
     org = {"resourceType": "Organization", "id": "o1", "name": "CHU"}
     bad = patient(contained=[org], generalPractitioner=[{"reference": "#o1"}])
-    assert issues(registry, bad) == [("error", "Patient.generalPractitioner[0].reference")]
+    assert issues(registry, bad) == [("error", "Patient.generalPractitioner[0]")]
 
 
 def test_fixed_value_mismatch_inside_a_slice_is_reported(registry: ConformanceRegistry) -> None:
@@ -138,7 +138,7 @@ def test_known_extension_is_validated_against_its_definition(registry: Conforman
     ok = patient(extension=[{"url": BASE + "ext-code", "valueCode": "a"}])
     assert issues(registry, ok) == []
     bad = patient(extension=[{"url": BASE + "ext-code", "valueString": "a"}])
-    assert ("error", "Patient.extension[0].valueString") in issues(registry, bad)
+    assert ("error", "Patient.extension[0].value") in issues(registry, bad)
 
 
 def test_unknown_extension_is_rejected_when_the_profile_closes_extensions(registry: ConformanceRegistry) -> None:
