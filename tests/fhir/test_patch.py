@@ -79,18 +79,14 @@ def status_of(resource: dict[str, Any], parameters: dict[str, Any]) -> int:
 
 
 def test_replace_with_where_criterion_targets_the_matching_item() -> None:
-    body = params(
-        op("replace", "Patient.identifier.where(use = 'usual').value", value={"valueString": "IPP-2"})
-    )
+    body = params(op("replace", "Patient.identifier.where(use = 'usual').value", value={"valueString": "IPP-2"}))
     out = apply_fhirpath_patch(PATIENT, body)
     assert [i["value"] for i in out["identifier"]] == ["255082B20616183", "IPP-2"]
     assert PATIENT["identifier"][1]["value"] == "IPP-1"
 
 
 def test_where_on_primitives_uses_this() -> None:
-    out = apply_fhirpath_patch(
-        PATIENT, params(op("delete", "Patient.name.given.where($this.startsWith('M'))"))
-    )
+    out = apply_fhirpath_patch(PATIENT, params(op("delete", "Patient.name.given.where($this.startsWith('M'))")))
     assert out["name"][0]["given"] == ["Anne"] and "_given" not in out["name"][0]
 
 
@@ -119,9 +115,7 @@ def test_deleting_a_primitive_list_item_keeps_its_extensions_aligned() -> None:
 
 
 def test_inserting_into_a_primitive_list_pads_its_extensions() -> None:
-    body = params(
-        op("insert", "Patient.name[0].given", index={"valueInteger": 0}, value={"valueString": "Zoé"})
-    )
+    body = params(op("insert", "Patient.name[0].given", index={"valueInteger": 0}, value={"valueString": "Zoé"}))
     out = apply_fhirpath_patch(PATIENT, body)
     assert out["name"][0]["given"] == ["Zoé", "Anne", "Marie"]
     assert out["name"][0]["_given"] == [None, None, {"id": "g2"}]
@@ -151,10 +145,17 @@ def test_adding_an_unknown_element_is_422() -> None:
 def test_decimal_values_keep_their_precision() -> None:
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"}}
     value = {"valueQuantity": {"value": decimal.Decimal("70.50"), "unit": "kg"}}
-    out = apply_fhirpath_patch(
-        obs, params(op("add", "Observation", name={"valueString": "value"}, value=value))
-    )
+    out = apply_fhirpath_patch(obs, params(op("add", "Observation", name={"valueString": "value"}, value=value)))
     assert str(out["valueQuantity"]["value"]) == "70.50"
+
+
+def test_primitive_value_extensions_travel_with_the_value() -> None:
+    ext = {"extension": [{"url": "http://example.org/source", "valueCode": "declared"}]}
+    value = {"valueDate": "1980-01-17", "_valueDate": ext}
+    out = apply_fhirpath_patch(PATIENT, params(op("add", "Patient", name={"valueString": "birthDate"}, value=value)))
+    assert out["birthDate"] == "1980-01-17" and out["_birthDate"] == ext
+    replaced = apply_fhirpath_patch(out, params(op("replace", "Patient.birthDate", value={"valueDate": "1980"})))
+    assert replaced["birthDate"] == "1980" and "_birthDate" not in replaced
 
 
 def test_primitive_extension_is_reachable_through_the_primitive() -> None:
@@ -164,9 +165,7 @@ def test_primitive_extension_is_reachable_through_the_primitive() -> None:
 
 
 def test_move_with_source_out_of_range_is_422() -> None:
-    body = params(
-        op("move", "Patient.identifier", source={"valueInteger": 5}, destination={"valueInteger": 0})
-    )
+    body = params(op("move", "Patient.identifier", source={"valueInteger": 5}, destination={"valueInteger": 0}))
     assert status_of(PATIENT, body) == 422
 
 

@@ -9,6 +9,8 @@ Where each number comes from is noted next to it. "stdnum" is python-stdnum
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhir_server.validation.fr_identifiers import (
     IdCheck,
@@ -203,9 +205,7 @@ def test_sirene_system_tells_siren_and_siret_apart() -> None:
     assert check_identifier("https://sirene.fr", "732829320", "SIREN") == []
     assert check_identifier("https://sirene.fr", "73282932000074", None) == []
     assert check_identifier("https://sirene.fr", "732829321", None)[0]["diagnostics"].startswith("SIREN")
-    assert (
-        "SIREN (9 digits) or a SIRET" in check_identifier("https://sirene.fr", "1234", None)[0]["diagnostics"]
-    )
+    assert "SIREN (9 digits) or a SIRET" in check_identifier("https://sirene.fr", "1234", None)[0]["diagnostics"]
     wrong_type = check_identifier("https://sirene.fr", "732829320", "SIRET")
     assert wrong_type[0]["diagnostics"] == "SIRET must have 14 digits, got 9 characters"
 
@@ -273,3 +273,33 @@ def test_rpps_and_finess_systems_are_dispatched() -> None:
 def test_non_french_systems_are_not_checked() -> None:
     assert check_identifier("http://example.org/mrn", "12345", "MR") == []
     assert check_identifier("urn:oid:1.2.250.1.213.1.4.2", "anything", "INS-C") == []
+
+
+FRENCH_SYSTEMS = [
+    "urn:oid:1.2.250.1.213.1.4.8",
+    "urn:oid:1.2.250.1.213.1.4.9",
+    "https://rpps.esante.gouv.fr",
+    "urn:oid:1.2.250.1.71.4.2.1",
+    "urn:oid:1.2.250.1.71.4.2.2",
+    "https://finess.esante.gouv.fr",
+    "https://sirene.fr",
+]
+
+
+@given(
+    system=st.sampled_from(FRENCH_SYSTEMS),
+    value=st.text(alphabet="0123456789AB /²٣", max_size=20),
+    type_code=st.sampled_from([None, "NH", "SIREN", "SIRET", "INS-NIR"]),
+)
+def test_any_text_gives_issues_never_exceptions(system: str, value: str, type_code: str | None) -> None:
+    for issue in check_identifier(system, value, type_code):
+        assert issue["code"] == "value" and issue["severity"] in ("error", "warning")
+        assert isinstance(issue["diagnostics"], str) and issue["diagnostics"]
+
+
+@given(body=st.text(alphabet="0123456789", min_size=13, max_size=13))
+def test_the_computed_nir_key_is_accepted_and_any_other_is_not(body: str) -> None:
+    body = "1" + body[1:3] + "0175" + body[7:10] + "001"  # keep sex, month, department and order valid
+    key = 97 - int(body) % 97
+    assert check_nir(f"{body}{key:02d}") is None
+    assert check_nir(f"{body}{(key % 97) + 1:02d}") is not None
