@@ -84,7 +84,7 @@ class Invariant:
             return None
         from fhirpathpy.engine.nodes import ResourceNode
 
-        node = ResourceNode.create_node(value, type_path)
+        node = ResourceNode.create_node(value, type_path)  # type: ignore[no-untyped-call]
         try:
             result = self.fn(node, {"resource": resource, "rootResource": root})
         except Exception as exc:  # noqa: BLE001 - engine gaps surface as arbitrary exceptions
@@ -93,7 +93,7 @@ class Invariant:
         # FHIRPath: an empty result is not a failure; only an explicit false is.
         if not result:
             return True
-        return result != [False]
+        return bool(result != [False])
 
 
 def compile_invariant(constraint: dict[str, Any]) -> Invariant | None:

@@ -163,7 +163,7 @@ class ProfileValidator:
             ctx.add("error", "structure", f"Expected a {self.type} resource, found "
                     f"{resource.get('resourceType')!r} ({self.url})", path)
             return
-        self.check_invariants(self.root.invariants, resource, self.type, path, ctx)
+        _check_invariants(self.root.invariants, resource, self.type, path, ctx)
         walk_object(self.root, resource, path, ctx, resource=self.kind == "resource")
 
 
@@ -211,7 +211,9 @@ def _suffix(code: str) -> str:
     return code[0].upper() + code[1:]
 
 
-def _items(child: Rule, obj: dict[str, Any], key: str, path: str, ctx: Ctx, seen: set[str], code: str | None) -> list[Item]:
+def _items(
+    child: Rule, obj: dict[str, Any], key: str, path: str, ctx: Ctx, seen: set[str], code: str | None
+) -> list[Item]:
     value, ext = obj.get(key), obj.get("_" + key)
     at = f"{path}.{child.name}"  # FHIRPath names a choice element without its type suffix
     if value is None and ext is None:
@@ -299,14 +301,14 @@ def check_value(rule: Rule, item: Item, ctx: Ctx) -> None:
             _check_ext1(value, path, ctx)
     if rule.children:
         type_path = code if code and code not in ("BackboneElement", "Element") else rule.path
-        ProfileValidator.check_invariants(rule.invariants, value, type_path, path, ctx)
+        _check_invariants(rule.invariants, value, type_path, path, ctx)
         if code and code not in ("BackboneElement", "Element"):
             base = ctx.registry.validator(CORE + code)
             if base is not None:
-                ProfileValidator.check_invariants(base.root.invariants, value, code, path, ctx, skip=rule.invariants)
+                _check_invariants(base.root.invariants, value, code, path, ctx, skip=rule.invariants)
         walk_object(rule, value, path, ctx)
         return
-    ProfileValidator.check_invariants(rule.invariants, value, code or rule.path, path, ctx)
+    _check_invariants(rule.invariants, value, code or rule.path, path, ctx)
     if code:
         target = _type_validator(rule, code, ctx)
         if target is not None:
@@ -333,7 +335,7 @@ def _type_validator(rule: Rule, code: str, ctx: Ctx) -> ProfileValidator | None:
 
 def _check_complex(root: Rule, value: dict[str, Any], path: str, code: str, ctx: Ctx,
                    skip: list[Invariant] | None = None) -> None:
-    ProfileValidator.check_invariants(root.invariants, value, code, path, ctx, skip=skip)
+    _check_invariants(root.invariants, value, code, path, ctx, skip=skip)
     if code == "Extension":
         _check_ext1(value, path, ctx)
     walk_object(root, value, path, ctx)
@@ -382,10 +384,24 @@ def _check_invariants(invariants: list[Invariant], value: Any, type_path: str, p
             continue
         if inv.key == "dom-6" and ".contained[" in path:
             continue  # contained resources carry no narrative of their own
-        holds = _dom3(value) if inv.key == "dom-3" else inv.holds(value, type_path, ctx.resource, ctx.root)
+        if inv.key == "dom-3":
+            holds: bool | None = _dom3(value)
+        elif inv.key == "ref-1":
+            holds = _ref1(value, ctx.root)
+        else:
+            holds = inv.holds(value, type_path, ctx.resource, ctx.root)
         if holds is False:
             severity = "error" if inv.severity == "error" else "warning"
             ctx.add(severity, "invariant", f"{inv.key}: {inv.human}", path)
+
+
+def _ref1(value: Any, root: Any) -> bool:
+    """ref-1 natively (it runs on every Reference): a local reference names a contained resource."""
+    ref = value.get("reference") if isinstance(value, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("#") or ref == "#":
+        return True
+    contained = root.get("contained") or [] if isinstance(root, dict) else []
+    return any(isinstance(c, dict) and c.get("id") == ref[1:] for c in contained)
 
 
 def _dom3(resource: dict[str, Any]) -> bool:
@@ -404,8 +420,6 @@ def _dom3(resource: dict[str, Any]) -> bool:
         return True
     return all(f"#{c.get('id')}" in local for c in resource.get("contained") or [] if isinstance(c, dict))
 
-
-ProfileValidator.check_invariants = staticmethod(_check_invariants)  # type: ignore[attr-defined]
 
 
 # -- checks on one value -------------------------------------------------------------------------
@@ -542,7 +556,8 @@ def _reference_type(ref: str, value: dict[str, Any], ctx: Ctx) -> str | None:
     if ref.startswith("#"):
         for res in (ctx.resource.get("contained") or []) if isinstance(ctx.resource, dict) else []:
             if isinstance(res, dict) and res.get("id") == ref[1:]:
-                return res.get("resourceType")  # type: ignore[no-any-return]
+                found = res.get("resourceType")
+                return found if isinstance(found, str) else None
         return None
     parts = ref.split("?", 1)[0].split("/")
     if "_history" in parts:
@@ -578,10 +593,11 @@ def check_identifier(value: dict[str, Any], path: str, ctx: Ctx) -> None:
     global _fr_check
     if _fr_check is None:
         try:
-            from fhir_server.validation.fr_identifiers import check_identifier as found
+            from fhir_server.validation import fr_identifiers
         except ImportError:
-            found = False
-        _fr_check = found
+            _fr_check = False
+        else:
+            _fr_check = fr_identifiers.check_identifier
     if not _fr_check or not isinstance(value.get("system"), str) or not isinstance(value.get("value"), str):
         return
     codings = (value.get("type") or {}).get("coding") or [] if isinstance(value.get("type"), dict) else []
@@ -662,7 +678,7 @@ def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx) -> boo
     if kind == "pattern":
         return any(matches_pattern(exp, v) for v in values)
     if kind == "exists":
-        return bool(values) == exp
+        return bool(values) is bool(exp)
     if kind == "types":
         actual = {v.get("resourceType") for v in values if isinstance(v, dict)} - {None}
         if dpath in ("$this", "") and code:

@@ -152,7 +152,9 @@ def _property_matches(concept: _Concept, prop: str, op: str, value: str) -> bool
 
 
 def _include(registry: ConformanceRegistry, inc: dict[str, Any], depth: int) -> list[Entry]:
-    sets: list[list[Entry]] = [_codes(registry, _value_set(registry, url), depth + 1) for url in inc.get("valueSet") or []]
+    sets: list[list[Entry]] = [
+        _codes(registry, _value_set(registry, url), depth + 1) for url in inc.get("valueSet") or []
+    ]
     system = inc.get("system")
     if system:
         version = inc.get("version")
@@ -433,8 +435,8 @@ def _map_code(cm: dict[str, Any], system: str | None, code: str) -> list[dict[st
         for t in hits:
             coding = {k: v for k, v in (("system", group.get("target")), ("code", t.get("code")),
                                         ("display", t.get("display"))) if v}
-            found.append({"equivalence": t.get("equivalence", "equivalent"), "coding": coding if t.get("code") else None,
-                          "source": cm.get("url")})
+            found.append({"equivalence": t.get("equivalence", "equivalent"),
+                          "coding": coding if t.get("code") else None, "source": cm.get("url")})
         unmapped = group.get("unmapped") or {}
         if not hits and unmapped.get("mode") in ("fixed", "provided"):
             target_code = unmapped.get("code") if unmapped["mode"] == "fixed" else code

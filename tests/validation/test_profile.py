@@ -165,7 +165,8 @@ def test_extensible_binding_violation_is_a_warning(registry: ConformanceRegistry
 def test_binding_to_an_unavailable_value_set_is_reported_as_not_checked(registry: ConformanceRegistry) -> None:
     resource = patient(contact=[{"name": {"family": "X"}, "relationship": [{"coding": [{"code": "q"}]}]}])
     found = registry.validate(resource, [BASE + "pat"])
-    assert [(i["severity"], i["expression"][0]) for i in found] == [("information", "Patient.contact[0].relationship[0]")]
+    assert [(i["severity"], i["expression"][0]) for i in found] == [
+        ("information", "Patient.contact[0].relationship[0]")]
 
 
 def test_resource_level_invariant_is_evaluated(registry: ConformanceRegistry) -> None:
@@ -229,3 +230,10 @@ def test_contained_resources_are_validated_against_their_type(registry: Conforma
     bad = patient(contained=[{"resourceType": "Organization", "id": "o", "name": "CHU", "active": "yes"}],
                   managingOrganization={"reference": "#o"})
     assert issues(registry, bad) == [("error", "Patient.contained[0].active")]
+
+
+def test_local_reference_must_name_a_contained_resource(registry: ConformanceRegistry) -> None:
+    bad = patient(managingOrganization={"reference": "#missing"})
+    found = registry.validate(bad, [BASE + "pat"])
+    assert [(i["expression"][0], i["diagnostics"][:5]) for i in found if i["severity"] == "error"] == [
+        ("Patient.managingOrganization", "ref-1")]

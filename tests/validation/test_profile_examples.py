@@ -53,7 +53,8 @@ def test_official_r4_examples_have_no_errors_except_known_broken(registry: Confo
 def _profile_cases(prefix: str) -> list[tuple[str, Path]]:
     if not PROFILE_DATA.is_dir():
         return []
-    return [(d.name, f) for d in sorted(PROFILE_DATA.iterdir()) if d.is_dir() for f in sorted(d.glob(f"{prefix}-*.json"))]
+    return [(d.name, f) for d in sorted(PROFILE_DATA.iterdir()) if d.is_dir()
+            for f in sorted(d.glob(f"{prefix}-*.json"))]
 
 
 def _profile_url(registry: ConformanceRegistry, profile_id: str) -> str:
