@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Extractor", "Node", "compile_expression"]
+__all__ = ["Extractor", "Node", "Union", "compile_expression", "split_union"]
 
 Node = tuple[Any, str | None]
 
@@ -198,6 +198,34 @@ def walk(steps: list[Step], start: list[Node]) -> list[Node]:
     return nodes
 
 
+def split_union(expression: str) -> list[str]:
+    """`A.b | A.c` -> [`A.b`, `A.c`], leaving unions inside parentheses alone."""
+    parts, depth, cur = [], 0, ""
+    for ch in expression:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "|" and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+class Union:
+    """Several expressions whose results are concatenated (the FHIRPath `|` at top level)."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = [compile_expression(p) for p in parts]
+
+    def __call__(self, data: dict[str, Any]) -> list[Node]:
+        out: list[Node] = []
+        for part in self.parts:
+            out.extend(part(data))
+        return out
+
+
 class Extractor:
     """A compiled expression: call it on a resource (or element) dict to get its nodes."""
 
@@ -235,5 +263,6 @@ def _plain(value: Any) -> Any:
 
 
 @lru_cache(maxsize=8192)
-def compile_expression(expression: str) -> Extractor:
-    return Extractor(expression)
+def compile_expression(expression: str) -> Extractor | Union:
+    parts = split_union(expression)
+    return Union(parts) if len(parts) > 1 else Extractor(expression)

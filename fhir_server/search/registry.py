@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from fhir_server.errors import invalid
+from fhir_server.indexing.extract import split_union
 
 __all__ = ["ANY_TYPE", "Registry", "SearchParamImpl", "registry", "resource_types"]
 
@@ -68,20 +69,6 @@ class SearchParamImpl:
 
 def _root(part: str) -> str:
     return part.strip().lstrip("(").split(".", 1)[0].split(" ", 1)[0].strip(")")
-
-
-def split_union(expression: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for ch in expression:
-        depth += (ch == "(") - (ch == ")")
-        if ch == "|" and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        parts.append(cur.strip())
-    return parts
 
 
 def _for_base(expression: str | None, base: str) -> tuple[str, ...]:

@@ -85,6 +85,8 @@ def _value_condition(p: Param, v: Value, target: str | None, ctx: Ctx) -> Column
         cond = t.c.target_id == text[:64]
         return and_(cond, t.c.target_type == target) if target else cond
     type_, id_, url, version = parse_reference(text)
+    if url is not None and "://" not in text and not text.startswith("urn:"):
+        raise bad_value(p, v, "expected Type/id, an id or an absolute URL")
     if url is not None:
         conds = [t.c.url == url]
         if version:
