@@ -21,13 +21,16 @@ from starlette.responses import Response
 from fhir_server import __version__
 from fhir_server.api.capabilities import build_capability_statement
 from fhir_server.api.http import error_response
+from fhir_server.api.operation_routes import OPERATION_DEFINITIONS
 from fhir_server.api.routes import ROUTES
 from fhir_server.config import Settings, get_settings
 from fhir_server.context import RequestContext
 from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError
-from fhir_server.fhir.json import dumps
-from fhir_server.storage import Storage, migrate, open_storage
+from fhir_server.fhir.json import dumps, loads
+from fhir_server.interactions.load import load_resources
+from fhir_server.storage import Storage, StoredResource, migrate, open_storage
+from fhir_server.validation.service import ProfileService
 
 __all__ = ["FHIR_BASE", "create_app"]
 
@@ -35,12 +38,42 @@ FHIR_BASE = "/fhir"
 log = logging.getLogger("fhir_server")
 
 
-def _context_factory(settings: Settings) -> Any:
-    def make(request: Request) -> RequestContext:
-        base = settings.base_url.rstrip("/") or f"{str(request.base_url).rstrip('/')}{FHIR_BASE}"
-        return RequestContext(settings=settings, base_url=base, request_id=request.headers.get("x-request-id", ""))
+_CONFORMANCE_TYPES = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "SearchParameter")
+
+
+def _context_factory(settings: Settings, profiles: ProfileService) -> Any:
+    def register(stored: StoredResource) -> None:
+        if stored.type in _CONFORMANCE_TYPES and stored.body is not None:
+            resource = loads(stored.body)
+            if resource.get("url"):
+                profiles.registry.add(resource)
+
+    def make(request: Request | None) -> RequestContext:
+        if request is None:
+            base = settings.base_url.rstrip("/")
+            request_id = ""
+        else:
+            base = settings.base_url.rstrip("/") or f"{str(request.base_url).rstrip('/')}{FHIR_BASE}"
+            request_id = request.headers.get("x-request-id", "")
+        return RequestContext(
+            settings=settings,
+            base_url=base,
+            request_id=request_id,
+            validate_profiles=profiles.validate_for_write,
+            after_write=register,
+        )
 
     return make
+
+
+async def _load_conformance(store: Storage, profiles: ProfileService, ctx: RequestContext) -> None:
+    """Serve the profiles folder through the API, and know what was POSTed before a restart."""
+    await load_resources(ctx, store, profiles.local_resources())
+    for type_ in _CONFORMANCE_TYPES:
+        for body in await store.current_bodies(type_):
+            resource = loads(body)
+            if resource.get("url"):
+                profiles.registry.add(resource)
 
 
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
@@ -55,6 +88,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             store = open_storage(settings)
         await store.start()
         app.state.storage = store
+        if settings.load_profiles:
+            await _load_conformance(store, profiles, app.state.context_factory(None))
         try:
             yield
         finally:
@@ -67,12 +102,24 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         lifespan=lifespan,
         description="FHIR R4 (4.0.1) REST API under /fhir. See /fhir/metadata for the CapabilityStatement.",
     )
+    profiles = ProfileService(settings)
     app.state.settings = settings
-    app.state.context_factory = _context_factory(settings)
+    app.state.profiles = profiles
+    app.state.context_factory = _context_factory(settings, profiles)
 
     @lru_cache(maxsize=16)
     def capability_statement(base_url: str) -> bytes:
-        return dumps(build_capability_statement(ROUTES, resource_types(), settings, base_url))
+        return dumps(
+            build_capability_statement(
+                ROUTES,
+                resource_types(),
+                settings,
+                base_url,
+                profiles=profiles.supported_profiles,
+                operations=OPERATION_DEFINITIONS,
+                implementation_guides=profiles.implementation_guides(),
+            )
+        )
 
     app.state.capability_statement = capability_statement
     for route in ROUTES:

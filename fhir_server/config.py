@@ -38,6 +38,33 @@ class Settings(BaseSettings):
     pg_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connection pool size")
     sqlite_readers: int = Field(default=4, ge=1, description="SQLite concurrent reader threads")
     group_commit_max: int = Field(default=256, ge=1, description="Most writes one SQLite commit groups")
+    profiles_dir: str = Field(
+        default="",
+        description="Folder of conformance resources (StructureDefinition, ValueSet, ...) loaded at start; "
+        "empty = the profiles/ folder shipped beside the package",
+    )
+    load_profiles: bool = Field(
+        default=True, description="Store the profiles folder's resources at start, so the API serves them"
+    )
+    required_profiles: str = Field(
+        default="",
+        description="Profiles every resource of a type must meet, e.g. "
+        "'Patient=https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient' (comma-separated)",
+    )
+    unknown_profile: str = Field(
+        default="warning",
+        pattern="^(warning|error)$",
+        description="What a meta.profile the server does not know gives: warning (accepted) or error (422)",
+    )
+
+    def required_profile_map(self) -> dict[str, list[str]]:
+        """`required_profiles` as {type: [profile urls]}."""
+        out: dict[str, list[str]] = {}
+        for item in self.required_profiles.split(","):
+            type_, sep, url = item.strip().partition("=")
+            if sep and type_.strip() and url.strip():
+                out.setdefault(type_.strip(), []).append(url.strip())
+        return out
 
 
 def get_settings() -> Settings:

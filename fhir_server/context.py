@@ -17,6 +17,10 @@ def _no_profiles(_resource: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def _nothing(_stored: Any) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class RequestContext:
     settings: Settings
@@ -24,3 +28,5 @@ class RequestContext:
     request_id: str = ""
     # Profile validation run on every write after the structural check (issue list, empty = valid).
     validate_profiles: Validator = field(default=_no_profiles)
+    # Called with each StoredResource once its write has committed (e.g. to register a new profile).
+    after_write: Callable[[Any], None] = field(default=_nothing)

@@ -86,7 +86,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 @pytest.fixture
 def settings_factory(database_url: str) -> Any:
     def make(**overrides: Any) -> Settings:
-        return Settings(database_url=database_url, **overrides)
+        # Storing the profiles folder at each start costs ~0.7 s: only the tests about it ask for it.
+        return Settings(database_url=database_url, **{"load_profiles": False, **overrides})
 
     return make
 

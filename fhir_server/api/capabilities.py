@@ -30,7 +30,8 @@ def build_capability_statement(
     base_url: str,
     search_params: Callable[[str], list[dict[str, Any]]] | None = None,
     profiles: Callable[[str], list[str]] | None = None,
-    operations: list[dict[str, Any]] | None = None,
+    operations: dict[str, str] | None = None,
+    implementation_guides: list[str] | None = None,
 ) -> dict[str, Any]:
     codes = {r.interaction for r in routes}
     resource_entries = []
@@ -59,9 +60,9 @@ def build_capability_statement(
         "resource": resource_entries,
         "interaction": [{"code": c} for c in _SYSTEM if c in codes],
     }
-    if operations:
-        rest["operation"] = operations
-    return {
+    if operations and "operation" in codes:
+        rest["operation"] = [{"name": name, "definition": url} for name, url in operations.items()]
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -74,3 +75,6 @@ def build_capability_statement(
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [rest],
     }
+    if implementation_guides:
+        statement["implementationGuide"] = implementation_guides
+    return statement

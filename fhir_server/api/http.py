@@ -9,11 +9,13 @@ OperationOutcome, as the spec asks of a server that does not support a format.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.context import RequestContext
 from fhir_server.errors import (
     FhirError,
     invalid,
@@ -23,9 +25,13 @@ from fhir_server.errors import (
 )
 from fhir_server.fhir.json import dumps, dumps_pretty, loads
 from fhir_server.fhir.resource import http_date
+from fhir_server.storage import Storage
 
 __all__ = [
     "FHIR_JSON",
+    "context",
+    "query_params",
+    "storage",
     "error_response",
     "fhir_response",
     "if_match",
@@ -66,6 +72,20 @@ def response_type(request: Request) -> str:
     if any(t in ("*/*", "application/*") or t.startswith("*/") for t in types):
         return FHIR_JSON
     raise not_acceptable(f"Accept: {accept} cannot be served: this server answers application/fhir+json only")
+
+
+def context(request: Request) -> RequestContext:
+    factory: Callable[[Request], RequestContext] = request.app.state.context_factory
+    return factory(request)
+
+
+def storage(request: Request) -> Storage:
+    store: Storage = request.app.state.storage
+    return store
+
+
+def query_params(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
 
 
 def pretty(request: Request) -> bool:

@@ -17,21 +17,23 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.operation_routes import instance_operation_route, type_operation_route
 from fhir_server.api.http import (
+    context,
     fhir_response,
     if_match,
     prefer,
+    query_params,
     read_body,
     response_type,
+    storage,
     version_headers,
 )
-from fhir_server.context import RequestContext
 from fhir_server.errors import invalid, issue, outcome
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.fhir.summary import subset
 from fhir_server.interactions import create, delete, history, patch, read, update
 from fhir_server.interactions.common import WriteResult
-from fhir_server.storage import Storage
 
 __all__ = ["ROUTES", "Route"]
 
@@ -48,28 +50,14 @@ class Route:
     level: str = "type"  # "instance" | "type" | "system": where the CapabilityStatement lists it
 
 
-def _ctx(request: Request) -> RequestContext:
-    factory: Callable[[Request], RequestContext] = request.app.state.context_factory
-    return factory(request)
-
-
-def _store(request: Request) -> Storage:
-    store: Storage = request.app.state.storage
-    return store
-
-
 def _query_string(request: Request) -> str:
     return request.url.query
-
-
-def _params(request: Request) -> list[tuple[str, str]]:
-    return list(request.query_params.multi_items())
 
 
 # -- reads ---------------------------------------------------------------------------------
 async def read_route(request: Request, type: str, id: str) -> Response:
     media = response_type(request)
-    found = await read.read(_store(request), type, id)
+    found = await read.read(storage(request), type, id)
     headers = version_headers(found.version, found.last_updated)
     if _not_modified(request, found.version, found.last_updated):
         return Response(status_code=304, headers=headers)
@@ -78,7 +66,7 @@ async def read_route(request: Request, type: str, id: str) -> Response:
 
 async def vread_route(request: Request, type: str, id: str, vid: str) -> Response:
     media = response_type(request)
-    found = await read.vread(_store(request), type, id, vid)
+    found = await read.vread(storage(request), type, id, vid)
     headers = version_headers(found.version, found.last_updated)
     return _resource_response(request, found.body, headers, media)
 
@@ -114,7 +102,7 @@ def _resource_response(request: Request, body: bytes | None, headers: dict[str, 
 # -- writes --------------------------------------------------------------------------------
 def _write_response(request: Request, result: WriteResult, media: str, status: int | None = None) -> Response:
     stored = result.stored
-    ctx = _ctx(request)
+    ctx = context(request)
     headers = version_headers(stored.version, stored.last_updated)
     headers["Location"] = f"{ctx.base_url}/{stored.type}/{stored.id}/_history/{stored.version}"
     code = status or (201 if result.created else 200)
@@ -130,54 +118,54 @@ def _write_response(request: Request, result: WriteResult, media: str, status: i
 
 async def create_route(request: Request, type: str) -> Response:
     media = response_type(request)
-    body, _ = await read_body(request, _ctx(request).settings.max_body_bytes)
-    result = await create.create(_ctx(request), _store(request), type, body, request.headers.get("if-none-exist"))
+    body, _ = await read_body(request, context(request).settings.max_body_bytes)
+    result = await create.create(context(request), storage(request), type, body, request.headers.get("if-none-exist"))
     return _write_response(request, result, media, 200 if result.existing else 201)
 
 
 async def update_route(request: Request, type: str, id: str) -> Response:
     media = response_type(request)
-    body, _ = await read_body(request, _ctx(request).settings.max_body_bytes)
-    result = await update.update(_ctx(request), _store(request), type, id, body, if_match(request))
+    body, _ = await read_body(request, context(request).settings.max_body_bytes)
+    result = await update.update(context(request), storage(request), type, id, body, if_match(request))
     return _write_response(request, result, media)
 
 
 async def conditional_update_route(request: Request, type: str) -> Response:
     media = response_type(request)
-    body, _ = await read_body(request, _ctx(request).settings.max_body_bytes)
-    ctx = _ctx(request)
-    result = await update.conditional_update(ctx, _store(request), type, _query_string(request), body, if_match(request))
+    body, _ = await read_body(request, context(request).settings.max_body_bytes)
+    ctx = context(request)
+    result = await update.conditional_update(ctx, storage(request), type, _query_string(request), body, if_match(request))
     return _write_response(request, result, media)
 
 
 async def patch_route(request: Request, type: str, id: str) -> Response:
     media = response_type(request)
-    body, kind = await read_body(request, _ctx(request).settings.max_body_bytes, patch=True)
+    body, kind = await read_body(request, context(request).settings.max_body_bytes, patch=True)
     kind = patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
-    result = await patch.patch(_ctx(request), _store(request), type, id, kind, body, if_match(request))
+    result = await patch.patch(context(request), storage(request), type, id, kind, body, if_match(request))
     return _write_response(request, result, media)
 
 
 async def conditional_patch_route(request: Request, type: str) -> Response:
     media = response_type(request)
-    body, kind = await read_body(request, _ctx(request).settings.max_body_bytes, patch=True)
+    body, kind = await read_body(request, context(request).settings.max_body_bytes, patch=True)
     kind = patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
-    ctx = _ctx(request)
+    ctx = context(request)
     query = _query_string(request)
-    result = await patch.conditional_patch(ctx, _store(request), type, query, kind, body, if_match(request))
+    result = await patch.conditional_patch(ctx, storage(request), type, query, kind, body, if_match(request))
     return _write_response(request, result, media)
 
 
 async def delete_route(request: Request, type: str, id: str) -> Response:
     media = response_type(request)
-    deleted = await delete.delete(_ctx(request), _store(request), type, id, if_match(request))
+    deleted = await delete.delete(context(request), storage(request), type, id, if_match(request))
     return _delete_response(request, media, [deleted] if deleted else [], f"{type}/{id}")
 
 
 async def conditional_delete_route(request: Request, type: str) -> Response:
     media = response_type(request)
     query = _query_string(request)
-    deleted = await delete.conditional_delete(_ctx(request), _store(request), type, query)
+    deleted = await delete.conditional_delete(context(request), storage(request), type, query)
     return _delete_response(request, media, deleted, f"{type}?{query}")
 
 
@@ -196,19 +184,19 @@ def _delete_response(request: Request, media: str, deleted: list[Any], what: str
 # -- history -------------------------------------------------------------------------------
 async def history_instance_route(request: Request, type: str, id: str) -> Response:
     media = response_type(request)
-    body = await history.history(_ctx(request), _store(request), type, id, _params(request))
+    body = await history.history(context(request), storage(request), type, id, query_params(request))
     return fhir_response(request, body, 200, None, media)
 
 
 async def history_type_route(request: Request, type: str) -> Response:
     media = response_type(request)
-    body = await history.history(_ctx(request), _store(request), type, None, _params(request))
+    body = await history.history(context(request), storage(request), type, None, query_params(request))
     return fhir_response(request, body, 200, None, media)
 
 
 async def history_system_route(request: Request) -> Response:
     media = response_type(request)
-    body = await history.history(_ctx(request), _store(request), None, None, _params(request))
+    body = await history.history(context(request), storage(request), None, None, query_params(request))
     return fhir_response(request, body, 200, None, media)
 
 
@@ -218,12 +206,25 @@ async def metadata_route(request: Request) -> Response:
     mode = request.query_params.get("mode", "full")
     if mode not in ("full", "normative", "terse"):
         raise invalid(f"mode={mode} is not one of full, normative, terse")
-    body: bytes = request.app.state.capability_statement(_ctx(request).base_url)
+    body: bytes = request.app.state.capability_statement(context(request).base_url)
     return fhir_response(request, body, 200, None, media)
 
 
+def _operation_routes() -> tuple[Route, ...]:
+    return tuple(
+        Route(method, path, "operation", handler, summary, level)
+        for method in ("GET", "POST")
+        for path, handler, summary, level in (
+            ("/{type}/${op}", type_operation_route, "Type-level operation ($validate, $expand, ...)", "type"),
+            ("/{type}/{id}/${op}", instance_operation_route, "Instance-level operation", "instance"),
+        )
+    )
+
+
+# Literal segments before parameters: /_history and $op must win over /{id}.
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/metadata", "capabilities", metadata_route, "CapabilityStatement", "system"),
+    *_operation_routes(),
     Route("GET", "/_history", "history-system", history_system_route, "History of all resources", "system"),
     Route("GET", "/{type}/_history", "history-type", history_type_route, "History of a type"),
     Route("POST", "/{type}", "create", create_route, "Create (If-None-Exist: conditional create)"),

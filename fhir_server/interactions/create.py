@@ -38,4 +38,6 @@ async def create(
                 return WriteResult(existing, created=False, existing=True)
         return WriteResult(store_version(tx, None, type_, new_id(), resource, "POST"), created=True)
 
-    return await store.write(run)
+    result = await store.write(run)
+    ctx.after_write(result.stored)
+    return result

@@ -64,7 +64,9 @@ async def patch(
         patched = _apply(ctx, current, kind, document)
         return WriteResult(store_version(tx, current, type_, id_, patched, "PATCH"), created=False)
 
-    return await store.write(run)
+    result = await store.write(run)
+    ctx.after_write(result.stored)
+    return result
 
 
 async def conditional_patch(
@@ -86,4 +88,6 @@ async def conditional_patch(
         patched = _apply(ctx, current, kind, document)
         return WriteResult(store_version(tx, current, type_, current.id, patched, "PATCH"), created=False)
 
-    return await store.write(run)
+    result = await store.write(run)
+    ctx.after_write(result.stored)
+    return result

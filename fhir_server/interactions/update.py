@@ -42,7 +42,9 @@ async def update(
         created = current is None or current.deleted
         return WriteResult(store_version(tx, current, type_, id_, resource, "PUT"), created=created)
 
-    return await store.write(run)
+    result = await store.write(run)
+    ctx.after_write(result.stored)
+    return result
 
 
 async def conditional_update(
@@ -73,4 +75,6 @@ async def conditional_update(
             raise invalid(f"{type_}/{id_} exists but does not match the criteria '{query}'")
         return WriteResult(store_version(tx, current, type_, id_, resource, "PUT"), created=True)
 
-    return await store.write(run)
+    result = await store.write(run)
+    ctx.after_write(result.stored)
+    return result

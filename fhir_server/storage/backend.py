@@ -172,6 +172,15 @@ class Storage:
 
         return await self.run_read(run)
 
+    async def current_bodies(self, type_: str) -> list[bytes]:
+        """Bodies of every current, non-deleted resource of a type (small conformance sets)."""
+
+        def run(conn: Connection) -> list[bytes]:
+            stmt = select(resource.c.body).where(resource.c.res_type == type_, resource.c.deleted.is_(False))
+            return [row[0] for row in conn.execute(stmt)]
+
+        return await self.run_read(run)
+
     async def history(
         self,
         type_: str | None,
