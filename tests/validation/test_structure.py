@@ -145,6 +145,29 @@ def test_contained_resource_errors_point_inside_it() -> None:
     assert issues_at(validate_structure(resource)) == {"Patient.contained[0].nam": "structure"}
 
 
+@pytest.mark.parametrize(
+    ("type_name", "member"),
+    [("Patient", "fhir_comments"), ("Patient", "birthDate__ext"), ("Encounter", "class_fhir")],
+)
+def test_python_field_names_of_the_models_are_unknown_elements(type_name: str, member: str) -> None:
+    resource = {"resourceType": type_name, member: {"id": "x"}}
+    if type_name == "Encounter":
+        resource["status"] = "planned"
+    found = {i["expression"][0]: i for i in validate_structure(resource)}
+    unknown = found[f"{type_name}.{member}"]
+    assert unknown["code"] == "structure"
+    assert f"Unknown element '{member}'" in unknown["diagnostics"]
+
+
+def test_extension_value_types_follow_r4_not_r4b() -> None:
+    resource = patient()
+    resource["extension"] = [
+        {"url": "http://example.org/a", "valueMeta": {"versionId": "1"}},
+        {"url": "http://example.org/b", "valueCodeableReference": {"concept": {"text": "R4B only"}}},
+    ]
+    assert issues_at(validate_structure(resource)) == {"Patient.extension[1].valueCodeableReference": "structure"}
+
+
 def test_no_break_space_in_a_string_is_valid() -> None:
     resource = patient()
     resource["name"][0]["family"] = "De\u00a0La Tour"
@@ -256,6 +279,8 @@ def test_official_r4_examples_are_accepted() -> None:
 
 
 def test_leaf_checks_agree_with_jsonschema_on_the_examples() -> None:
+    wrong = patient() | {"foo": 1, "gender": "x", "name": [{"given": [1], "bar": True}]}
+    assert _leaf_paths(wrong) == _jsonschema_leaf_paths(wrong) != set()
     for resource in corpus():
         rt = resource["resourceType"]
         if rt not in r4b_divergent_types():
@@ -270,13 +295,14 @@ def _leaf_paths(resource: dict[str, Any]) -> set[str]:
 
 def _jsonschema_leaf_paths(resource: dict[str, Any]) -> set[str]:
     rt = resource["resourceType"]
-    return {
-        structure._fhirpath(rt, tuple(e.absolute_path))
-        for e in structure._schema_validator(rt).iter_errors(resource)
-        if e.validator in ("type", "pattern", "enum", "const")
-        and e.instance is not None
-        and not isinstance(e.instance, (dict, list))
-    }
+    paths = set()
+    for e in structure._schema_validator(rt).iter_errors(resource):
+        path = structure._fhirpath(rt, tuple(e.absolute_path))
+        if e.validator == "additionalProperties":
+            paths |= {f"{path}.{name}" for name in e.instance if name not in e.schema["properties"]}
+        elif e.validator in ("type", "pattern", "enum", "const") and not isinstance(e.instance, (dict, list)):
+            paths |= {path} if e.instance is not None else set()
+    return paths
 
 
 # --- never raises ---------------------------------------------------------------------------------
@@ -291,9 +317,7 @@ json_leaves = st.one_of(
 )
 json_values = st.recursive(
     json_leaves,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=30,
 )
 element_names = st.sampled_from(
@@ -326,9 +350,7 @@ resource_types = st.sampled_from(["Patient", "Observation", "Bundle", "Medicinal
     resource_type=st.one_of(resource_types, json_leaves),
     members=st.dictionaries(st.one_of(element_names, st.text(max_size=6)), json_values, max_size=6),
 )
-def test_arbitrary_json_objects_get_issues_never_exceptions(
-    resource_type: Any, members: dict[str, Any]
-) -> None:
+def test_arbitrary_json_objects_get_issues_never_exceptions(resource_type: Any, members: dict[str, Any]) -> None:
     found = validate_structure({"resourceType": resource_type, **members})
     assert isinstance(found, list)
     for item in found:
