@@ -88,7 +88,10 @@ class Invariant:
         try:
             result = self.fn(node, {"resource": resource, "rootResource": root})
         except Exception as exc:  # noqa: BLE001 - engine gaps surface as arbitrary exceptions
-            SKIPPED[self.expression] = f"eval: {type(exc).__name__}: {exc}"[:200]
+            # A missing function fails on every instance: stop trying. Anything else may be this
+            # instance's fault (a malformed date reported elsewhere), so only this evaluation is lost.
+            if "Not implemented" in str(exc) or isinstance(exc, TypeError):
+                SKIPPED[self.expression] = f"eval: {type(exc).__name__}: {exc}"[:200]
             return None
         # FHIRPath: an empty result is not a failure; only an explicit false is.
         if not result:

@@ -278,9 +278,11 @@ def check_value(rule: Rule, item: Item, ctx: Ctx) -> None:
             ctx.add("error", "invariant", "ele-1: All FHIR elements must have a @value or children", path)
         return
     if code and (code[0].islower() or code == "xhtml"):
-        check_primitive(code, value, path, ctx, rule.max_length)
+        well_formed = check_primitive(code, value, path, ctx, rule.max_length)
         check_fixed_pattern(rule, value, path, ctx)
         check_binding(rule, code, value, path, ctx)
+        if rule.invariants and well_formed:
+            _check_invariants(rule.invariants, value, code, path, ctx)
         return
     if not isinstance(value, dict):
         ctx.add("error", "structure", f"Expected a JSON object for {code or rule.name}", path)
@@ -463,7 +465,7 @@ _FORMATS = {
 _INTEGER_MIN = {"integer": -(2**31), "positiveInt": 1, "unsignedInt": 0}
 
 
-def check_primitive(code: str, value: Any, path: str, ctx: Ctx, max_length: int | None) -> None:
+def check_primitive(code: str, value: Any, path: str, ctx: Ctx, max_length: int | None) -> bool:
     if code == "boolean":
         ok = isinstance(value, bool)
     elif code in _INTEGER_MIN:
@@ -481,6 +483,7 @@ def check_primitive(code: str, value: Any, path: str, ctx: Ctx, max_length: int 
             ctx.add("error", "value", f"Value is longer than the maximum length {max_length}", path)
     if not ok:
         ctx.add("error", "value", f"{_show(value)} is not a valid {code}", path)
+    return ok
 
 
 def _show(value: Any) -> str:

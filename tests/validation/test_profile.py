@@ -51,7 +51,8 @@ def registry() -> ConformanceRegistry:
          "patternCodeableConcept": {"coding": [{"system": V2, "code": "MR"}]}},
         {"id": "Patient.identifier:local", "path": "Patient.identifier", "sliceName": "local"},
         {"id": "Patient.identifier:local.system", "path": "Patient.identifier.system", "fixedUri": "urn:local"},
-        {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1},
+        {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1, "constraint": [
+            {"key": "tst-3", "severity": "error", "human": "Born after 1900", "expression": "$this >= @1900-01-01"}]},
         {"id": "Patient.deceased[x]", "path": "Patient.deceased[x]", "type": [{"code": "boolean"}]},
         {"id": "Patient.maritalStatus", "path": "Patient.maritalStatus",
          "binding": {"strength": "required", "valueSet": "http://example.org/vs"}},
@@ -237,3 +238,7 @@ def test_local_reference_must_name_a_contained_resource(registry: ConformanceReg
     found = registry.validate(bad, [BASE + "pat"])
     assert [(i["expression"][0], i["diagnostics"][:5]) for i in found if i["severity"] == "error"] == [
         ("Patient.managingOrganization", "ref-1")]
+
+
+def test_invariant_on_a_primitive_element_is_evaluated(registry: ConformanceRegistry) -> None:
+    assert issues(registry, patient(birthDate="1899-12-31")) == [("error", "Patient.birthDate")]

@@ -161,3 +161,31 @@ def test_every_shipped_profile_has_a_snapshot_holding_its_differential(url: str,
     ids = {el["id"] for el in snapshot}
     for diff in sd["differential"]["element"]:
         assert _normalised(diff.get("id") or diff["path"], ids) in ids
+
+
+def test_regenerated_snapshots_of_core_constraint_definitions_match_the_published_ones(
+    registry: ConformanceRegistry,
+) -> None:
+    # The R4 core extensions (and profiles) ship both a differential and HL7's own snapshot.
+    from fhir_server.definitions import structure_definitions
+    from fhir_server.validation.snapshot import generate_snapshot
+
+    checked, mismatches = 0, []
+    for url, sd in structure_definitions().items():
+        if sd.get("derivation") != "constraint" or not sd.get("differential") or not sd.get("snapshot"):
+            continue
+        checked += 1
+        published = {el["id"]: el for el in sd["snapshot"]["element"]}
+        generated = {el["id"]: el for el in generate_snapshot(sd, registry.snapshot)}
+        if set(published) != set(generated):
+            mismatches.append((url, sorted(set(published) ^ set(generated))[:3]))
+            continue
+        for el_id, el in published.items():
+            mine = generated[el_id]
+            for key in ("min", "max", "fixedUri"):
+                if el.get(key) != mine.get(key):
+                    mismatches.append((url, el_id, key))
+            if [t.get("code") for t in el.get("type", [])] != [t.get("code") for t in mine.get("type", [])]:
+                mismatches.append((url, el_id, "type"))
+    assert checked > 300
+    assert mismatches == []
