@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fhirpathpy import evaluate
 
-from fr_keys import finess_ok, luhn_ok, nir_ok
+from fhir_server.validation.fr_identifiers import check_identifier
 from profile_index import (
     CANONICALS,
     DATA,
@@ -84,27 +84,29 @@ def test_pathway_resource_satisfies_the_invariants_of_its_profiles(name: str) ->
             assert holds(res, constraint["expression"]), constraint["key"]
 
 
-def test_pathway_ins_values_carry_a_valid_nir_key() -> None:
-    found = [(n, i) for system in INS_SYSTEMS for n, i in _identifiers(system)]
-    assert found
-    assert all(nir_ok(ident["value"]) for _, ident in found), found
+def _type_code(ident: dict) -> str | None:
+    codes = [c.get("code") for c in ident.get("type", {}).get("coding", [])]
+    return codes[0] if codes else None
 
 
-def test_pathway_rpps_are_luhn_valid_and_idnatps_is_8_plus_rpps() -> None:
+@pytest.mark.parametrize("name", [n for n in NAMES if PATHWAY_RESOURCES[n].get("identifier")])
+def test_pathway_identifiers_pass_the_french_identifier_checks(name: str) -> None:
+    for ident in PATHWAY_RESOURCES[name]["identifier"]:
+        assert check_identifier(ident["system"], ident["value"], _type_code(ident)) == [], ident
+
+
+def test_pathway_covers_every_french_identifier_kind() -> None:
+    systems = {ident["system"] for res in PATHWAY_RESOURCES.values() for ident in res.get("identifier", [])}
+    assert {"urn:oid:1.2.250.1.213.1.4.10", "https://rpps.esante.gouv.fr", "urn:oid:1.2.250.1.71.4.2.1",
+            "https://finess.esante.gouv.fr", "https://sirene.fr", "urn:oid:1.2.250.1.71.4.2.2"} <= systems
+
+
+def test_pathway_idnatps_is_8_plus_the_rpps_of_the_same_practitioner() -> None:
     rpps = _identifiers("https://rpps.esante.gouv.fr")
     assert len(rpps) >= 4
     for name, ident in rpps:
-        assert len(ident["value"]) == 11 and luhn_ok(ident["value"]), name
         idnat = [i["value"] for i in PATHWAY_RESOURCES[name]["identifier"] if i["system"] == "urn:oid:1.2.250.1.71.4.2.1"]
         assert idnat == ["8" + ident["value"]], name
-
-
-def test_pathway_finess_and_siret_keys_are_valid() -> None:
-    finess = _identifiers("https://finess.esante.gouv.fr")
-    sirene = _identifiers("https://sirene.fr")
-    assert len(finess) >= 3 and len(sirene) >= 2
-    assert all(finess_ok(i["value"]) for _, i in finess)
-    assert all(len(i["value"]) == 14 and luhn_ok(i["value"]) and luhn_ok(i["value"][:9]) for _, i in sirene)
 
 
 def test_pathway_idnatstruct_is_prefix_plus_finess_or_siret() -> None:
@@ -184,6 +186,13 @@ def test_fixture_claims_its_folder_profile_and_parses(folder: str, path: Path) -
         assert res["meta"]["profile"] == [_profile_url(folder)]
     assert res["resourceType"] == CANONICALS[_profile_url(folder)]["type"]
     assert _model(res).model_validate(res).get_resource_type() == res["resourceType"]
+
+
+@pytest.mark.parametrize(("folder", "path"), [c for c in data_cases() if c[1].name.startswith("valid-")],
+                         ids=[f"{f}/{p.name}" for f, p in data_cases() if p.name.startswith("valid-")])
+def test_valid_fixture_identifiers_pass_the_french_identifier_checks(folder: str, path: Path) -> None:
+    for ident in load(path).get("identifier", []):
+        assert check_identifier(ident["system"], ident["value"], _type_code(ident)) == [], ident
 
 
 @pytest.mark.parametrize(("folder", "path"), data_cases(), ids=[f"{f}/{p.name}" for f, p in data_cases()])

@@ -17,7 +17,6 @@ import pytest
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy import evaluate as fhirpath_evaluate
 
-from fr_keys import finess_ok, luhn_ok, nir_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "profiles"
