@@ -70,7 +70,7 @@ def _validate(resource: Any) -> list[Issue]:
         return [issue("The resource has no resourceType", "required", expression="resourceType")]
     if not isinstance(rt, str) or rt not in resource_types():
         return [issue(f"resourceType {rt!r} is not an R4 resource type", "not-supported", expression="resourceType")]
-    shape = _Shape(rt)
+    shape = _Shape()
     shape.walk(resource, rt, "root")
     divergent = r4b_divergent_types()
     if rt in divergent or shape.nested_types & divergent or shape.unknown_nested:
@@ -90,8 +90,7 @@ class _Shape:
     placeholder in an array that has its `_name` twin. Also finds nested resources (contained,
     Bundle entries, Parameters) and their types, which decide how the whole resource is checked."""
 
-    def __init__(self, root_type: str) -> None:
-        self.root_type = root_type
+    def __init__(self) -> None:
         self.issues: list[Issue] = []
         self.nested_types: set[str] = set()
         self.unknown_nested = False
@@ -341,7 +340,7 @@ def _schema_message(error: SchemaError) -> str:
         return f"expected one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "const":
         return f"expected {error.validator_value!r}"
-    return error.message
+    return str(error.message)
 
 
 @cache
