@@ -65,7 +65,19 @@ class ConformanceRegistry:
                           "SearchParameter resources with a url can be registered")
         with self._lock:
             self._put(resource, local=True)
-            self._cache.clear()
+            self._forget(resource["resourceType"])
+
+    def _forget(self, kind: str) -> None:
+        """Drop what a new resource of `kind` may change; compiled base definitions stay."""
+        if kind == "StructureDefinition":
+            stale = {k for k in self._cache if k[0] in ("snapshot", "validator") and k[1].split("|")[0] in
+                     self._local_urls} | {k for k in self._cache if k[0] in ("targets", "is-resource")}
+        elif kind in ("ValueSet", "CodeSystem"):
+            stale = {k for k in self._cache if k[0] in ("vs-codes", "vs-membership", "cs-index")}
+        else:
+            stale = set()
+        for key in stale:
+            del self._cache[key]
 
     def _put(self, resource: dict[str, Any], local: bool) -> None:
         kind = resource.get("resourceType", "")

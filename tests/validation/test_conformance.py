@@ -111,3 +111,19 @@ def test_unknown_meta_profile_claim_is_information_and_base_still_applies(shippe
 def test_unknown_resource_type_is_an_error(shipped: ConformanceRegistry) -> None:
     assert [i["severity"] for i in shipped.validate({"resourceType": "Nope"})] == ["error"]
     assert [i["severity"] for i in shipped.validate({"id": "x"})] == ["error"]
+
+
+def test_adding_a_value_set_refreshes_bindings_but_keeps_compiled_base_definitions() -> None:
+    registry = ConformanceRegistry(profiles_dir=None)
+    base = registry.validator(CORE + "Patient")
+    registry.add({"resourceType": "ValueSet", "url": "http://example.org/vs", "status": "active",
+                  "compose": {"include": [{"system": "urn:s", "concept": [{"code": "a"}]}]}})
+    from fhir_server.validation.terminology import value_set_membership
+
+    assert value_set_membership(registry, "http://example.org/vs").contains("urn:s", "a")  # type: ignore[union-attr]
+    registry.add({"resourceType": "ValueSet", "url": "http://example.org/vs", "status": "active",
+                  "compose": {"include": [{"system": "urn:s", "concept": [{"code": "b"}]}]}})
+    members = value_set_membership(registry, "http://example.org/vs")
+    assert members is not None and not members.contains("urn:s", "a") and members.contains("urn:s", "b")
+    registry.add(profile("http://example.org/p"))
+    assert registry.validator(CORE + "Patient") is base
