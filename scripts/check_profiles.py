@@ -9,6 +9,7 @@ Usage:
 The IG lists every other resource of profiles/, so integrators can fetch the whole set from
 GET /fhir/ImplementationGuide/coordination. Run --write-ig after adding or removing a file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def problems(resources: dict[Path, dict]) -> list[str]:
         if path.name != expected:
             found.append(f"{path.name}: file name should be {expected}")
         url = res.get("url")
-        if url is not None and not url.endswith(f"/{res['resourceType']}/{res['id']}") and res["resourceType"] not in (
-            "CodeSystem", "ValueSet"
+        if (
+            url is not None
+            and not url.endswith(f"/{res['resourceType']}/{res['id']}")
+            and res["resourceType"] not in ("CodeSystem", "ValueSet")
         ):
             found.append(f"{path.name}: url {url} does not end with /{res['resourceType']}/{res['id']}")
     ig = resources.get(IG_FILE)
@@ -55,8 +58,10 @@ def ig_entries(resources: dict[Path, dict]) -> list[dict]:
     for path, res in resources.items():
         if path == IG_FILE:
             continue
-        entry = {"reference": {"reference": f"{res['resourceType']}/{res['id']}"},
-                 "name": res.get("title") or res.get("name") or res["id"]}
+        entry = {
+            "reference": {"reference": f"{res['resourceType']}/{res['id']}"},
+            "name": res.get("title") or res.get("name") or res["id"],
+        }
         if res.get("description"):
             # Keep the listing readable: the full text stays in the resource itself.
             entry["description"] = res["description"].split(". ")[0].rstrip(".") + "."

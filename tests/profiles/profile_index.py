@@ -4,11 +4,13 @@ FHIR R4 StructureDefinition: https://hl7.org/fhir/R4/structuredefinition.html
 
 Shared by the test modules of this folder; it checks nothing itself.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fhirpathpy import evaluate
 from fhirpathpy.models import models

@@ -6,6 +6,7 @@ The example pathway must be self-contained (every Type/id reference resolves to 
 shipped profiles, satisfy every invariant of those profiles and carry identifiers with valid
 French check keys. Each invalid fixture breaks one rule, described in its folder's expected.json.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,8 +14,6 @@ from pathlib import Path
 
 import pytest
 from fhirpathpy import evaluate
-
-from fhir_server.validation.fr_identifiers import check_identifier
 from profile_index import (
     CANONICALS,
     DATA,
@@ -28,11 +27,24 @@ from profile_index import (
     slice_names,
 )
 
+from fhir_server.validation.fr_identifiers import check_identifier
+
 NAMES = sorted(PATHWAY_RESOURCES)
 RULES = {"cardinality", "slice-cardinality", "fixed", "pattern", "binding", "reference", "invariant"}
 INS_SYSTEMS = {f"urn:oid:1.2.250.1.213.1.4.{n}" for n in (8, 9, 10, 11)}
-REFERENCE_TYPES = {"Patient", "Practitioner", "PractitionerRole", "Organization", "RelatedPerson", "CareTeam",
-                   "CarePlan", "ServiceRequest", "Task", "Consent", "Provenance"}
+REFERENCE_TYPES = {
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "RelatedPerson",
+    "CareTeam",
+    "CarePlan",
+    "ServiceRequest",
+    "Task",
+    "Consent",
+    "Provenance",
+}
 
 
 def _model(resource: dict):
@@ -41,8 +53,12 @@ def _model(resource: dict):
 
 
 def _identifiers(system: str) -> list[tuple[str, dict]]:
-    return [(name, ident) for name, res in PATHWAY_RESOURCES.items()
-            for ident in res.get("identifier", []) if ident.get("system") == system]
+    return [
+        (name, ident)
+        for name, res in PATHWAY_RESOURCES.items()
+        for ident in res.get("identifier", [])
+        if ident.get("system") == system
+    ]
 
 
 def test_pathway_holds_the_whole_story() -> None:
@@ -97,15 +113,23 @@ def test_pathway_identifiers_pass_the_french_identifier_checks(name: str) -> Non
 
 def test_pathway_covers_every_french_identifier_kind() -> None:
     systems = {ident["system"] for res in PATHWAY_RESOURCES.values() for ident in res.get("identifier", [])}
-    assert {"urn:oid:1.2.250.1.213.1.4.10", "https://rpps.esante.gouv.fr", "urn:oid:1.2.250.1.71.4.2.1",
-            "https://finess.esante.gouv.fr", "https://sirene.fr", "urn:oid:1.2.250.1.71.4.2.2"} <= systems
+    assert {
+        "urn:oid:1.2.250.1.213.1.4.10",
+        "https://rpps.esante.gouv.fr",
+        "urn:oid:1.2.250.1.71.4.2.1",
+        "https://finess.esante.gouv.fr",
+        "https://sirene.fr",
+        "urn:oid:1.2.250.1.71.4.2.2",
+    } <= systems
 
 
 def test_pathway_idnatps_is_8_plus_the_rpps_of_the_same_practitioner() -> None:
     rpps = _identifiers("https://rpps.esante.gouv.fr")
     assert len(rpps) >= 4
     for name, ident in rpps:
-        idnat = [i["value"] for i in PATHWAY_RESOURCES[name]["identifier"] if i["system"] == "urn:oid:1.2.250.1.71.4.2.1"]
+        idnat = [
+            i["value"] for i in PATHWAY_RESOURCES[name]["identifier"] if i["system"] == "urn:oid:1.2.250.1.71.4.2.1"
+        ]
         assert idnat == ["8" + ident["value"]], name
 
 
@@ -116,29 +140,39 @@ def test_pathway_idnatstruct_is_prefix_plus_finess_or_siret() -> None:
         assert ident["value"] in expected, name
 
 
-@pytest.mark.parametrize(("code", "name", "expected"), [
-    ("ins", "Patient-patient-durand.json", 1),
-    ("rpps", "Practitioner-pr-bernard.json", 1),
-    ("idnatps", "Practitioner-pr-bernard.json", 1),
-    ("finess", "Organization-org-had-rhone.json", 1),
-    ("siret", "Organization-org-dac-rhone-est.json", 1),
-    ("thematic", "CarePlan-careplan-durand-ppcs.json", 2),
-    ("participant-start", "CareTeam-careteam-durand.json", 8),
-    ("participant-end", "CareTeam-careteam-durand.json", 1),
-    ("birthplace", "Patient-patient-durand.json", 1),
-])
+@pytest.mark.parametrize(
+    ("code", "name", "expected"),
+    [
+        ("ins", "Patient-patient-durand.json", 1),
+        ("rpps", "Practitioner-pr-bernard.json", 1),
+        ("idnatps", "Practitioner-pr-bernard.json", 1),
+        ("finess", "Organization-org-had-rhone.json", 1),
+        ("siret", "Organization-org-dac-rhone-est.json", 1),
+        ("thematic", "CarePlan-careplan-durand-ppcs.json", 2),
+        ("participant-start", "CareTeam-careteam-durand.json", 8),
+        ("participant-end", "CareTeam-careteam-durand.json", 1),
+        ("birthplace", "Patient-patient-durand.json", 1),
+    ],
+)
 def test_search_parameters_extract_the_expected_values_from_the_pathway(code: str, name: str, expected: int) -> None:
     res = PATHWAY_RESOURCES[name]
-    params = [r for r in CANONICALS.values()
-              if r["resourceType"] == "SearchParameter" and r["code"] == code and res["resourceType"] in r["base"]]
+    params = [
+        r
+        for r in CANONICALS.values()
+        if r["resourceType"] == "SearchParameter" and r["code"] == code and res["resourceType"] in r["base"]
+    ]
     assert len(params) == 1
     assert len(evaluate(res, params[0]["expression"], {}, R4_MODEL)) == expected
 
 
 def test_ins_search_parameter_ignores_the_billing_nir() -> None:
     patient = dict(PATHWAY_RESOURCES["Patient-patient-durand.json"])
-    nss = {"use": "official", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NH"}]},
-           "system": "urn:oid:1.2.250.1.213.1.4.8", "value": "248036938312328"}
+    nss = {
+        "use": "official",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NH"}]},
+        "system": "urn:oid:1.2.250.1.213.1.4.8",
+        "value": "248036938312328",
+    }
     patient["identifier"] = [nss]
     param = CANONICALS["https://fhir.coordination-sante.fr/SearchParameter/fr-patient-ins"]
     assert evaluate(patient, param["expression"], {}, R4_MODEL) == []
@@ -188,8 +222,11 @@ def test_fixture_claims_its_folder_profile_and_parses(folder: str, path: Path) -
     assert _model(res).model_validate(res).get_resource_type() == res["resourceType"]
 
 
-@pytest.mark.parametrize(("folder", "path"), [c for c in data_cases() if c[1].name.startswith("valid-")],
-                         ids=[f"{f}/{p.name}" for f, p in data_cases() if p.name.startswith("valid-")])
+@pytest.mark.parametrize(
+    ("folder", "path"),
+    [c for c in data_cases() if c[1].name.startswith("valid-")],
+    ids=[f"{f}/{p.name}" for f, p in data_cases() if p.name.startswith("valid-")],
+)
 def test_valid_fixture_identifiers_pass_the_french_identifier_checks(folder: str, path: Path) -> None:
     for ident in load(path).get("identifier", []):
         assert check_identifier(ident["system"], ident["value"], _type_code(ident)) == [], ident

@@ -1,27 +1,23 @@
-"""Data-level checks of profiles/, examples/pathway/ and tests/profiles/data/ (no validator involved).
+"""Data-level checks of the conformance resources in profiles/ (no validator involved).
 
 FHIR R4 conformance resources: https://hl7.org/fhir/R4/structuredefinition.html
 
-These tests keep the shipped JSON coherent: names match ids and urls, canonical references between
-our files resolve, FHIRPath compiles with fhirpathpy, examples claim existing profiles, reference
-each other correctly and carry identifiers with valid French check keys.
+These tests keep the shipped JSON coherent: file names match ids and canonical URLs, versions
+follow the guide that owns each resource, canonical references between our files resolve, codes
+used in patterns and value sets exist, every FHIRPath expression compiles with fhirpathpy, and
+the ImplementationGuide lists everything.
 """
+
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fhirpathpy import compile as fhirpath_compile
-from fhirpathpy import evaluate as fhirpath_evaluate
-
-
-ROOT = Path(__file__).resolve().parents[2]
-PROFILES = ROOT / "profiles"
-PATHWAY = ROOT / "examples" / "pathway"
-DATA = ROOT / "tests" / "profiles" / "data"
+from profile_index import CANONICALS, DATA, PATHWAY, PROFILES, RESOURCES, ROOT, files, load
 
 OUR = "https://fhir.coordination-sante.fr"
 FRC = "https://hl7.fr/ig/fhir/core"
@@ -35,20 +31,8 @@ EXTERNAL = {
 }
 CORE_PREFIXES = ("http://hl7.org/fhir/", "http://terminology.hl7.org/")
 
-
-def _load(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*.json")) if folder.exists() else []
-
-
-PROFILE_FILES = _files(PROFILES)
-PATHWAY_FILES = _files(PATHWAY)
-DATA_FILES = _files(DATA)
-RESOURCES = {p.name: _load(p) for p in PROFILE_FILES}
-CANONICALS = {r["url"]: r for r in RESOURCES.values() if "url" in r}
+PROFILE_FILES = files(PROFILES)
+ALL_JSON = PROFILE_FILES + files(PATHWAY) + files(DATA)
 CODE_SYSTEMS = {r["url"]: r for r in RESOURCES.values() if r["resourceType"] == "CodeSystem"}
 
 
@@ -91,25 +75,14 @@ def _codings(value: Any) -> Iterator[dict]:
             yield from _codings(child)
 
 
-def _references(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        if isinstance(value.get("reference"), str):
-            yield value["reference"]
-        for child in value.values():
-            yield from _references(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _references(child)
-
-
 def _code_known(system: str, code: str) -> bool:
     concepts = CODE_SYSTEMS[system].get("concept", [])
     return any(c["code"] == code for c in concepts)
 
 
-@pytest.mark.parametrize("path", PROFILE_FILES + PATHWAY_FILES + DATA_FILES, ids=_ids(PROFILE_FILES + PATHWAY_FILES + DATA_FILES))
+@pytest.mark.parametrize("path", ALL_JSON, ids=_ids(ALL_JSON))
 def test_every_json_file_parses_as_an_object(path: Path) -> None:
-    assert isinstance(_load(path), dict)
+    assert isinstance(load(path), dict)
 
 
 @pytest.mark.parametrize("name", sorted(RESOURCES))
@@ -167,7 +140,9 @@ def test_slice_patterns_use_codes_that_exist_in_shipped_code_systems(sd: dict) -
                         assert _code_known(coding["system"], coding["code"]), (element["id"], coding)
 
 
-@pytest.mark.parametrize("vs", [r for r in RESOURCES.values() if r["resourceType"] == "ValueSet"], ids=lambda r: r["id"])
+@pytest.mark.parametrize(
+    "vs", [r for r in RESOURCES.values() if r["resourceType"] == "ValueSet"], ids=lambda r: r["id"]
+)
 def test_value_set_includes_point_to_known_systems_and_codes(vs: dict) -> None:
     for include in vs["compose"]["include"]:
         system = include["system"]
@@ -202,6 +177,11 @@ def test_constraint_keys_are_unique_across_our_profiles() -> None:
 def test_implementation_guide_lists_every_resource_of_profiles() -> None:
     ig = RESOURCES["ImplementationGuide-coordination.json"]
     listed = [r["reference"]["reference"] for r in ig["definition"]["resource"]]
-    expected = {f"{r['resourceType']}/{r['id']}" for n, r in RESOURCES.items() if r["resourceType"] != "ImplementationGuide"}
+    expected = {
+        f"{r['resourceType']}/{r['id']}" for n, r in RESOURCES.items() if r["resourceType"] != "ImplementationGuide"
+    }
     assert sorted(listed) == sorted(expected)
-    assert {d["packageId"]: d["version"] for d in ig["dependsOn"]} == {"hl7.fhir.fr.core": "2.1.0", "ans.fhir.fr.cds": "2.0.1"}
+    assert {d["packageId"]: d["version"] for d in ig["dependsOn"]} == {
+        "hl7.fhir.fr.core": "2.1.0",
+        "ans.fhir.fr.cds": "2.0.1",
+    }
