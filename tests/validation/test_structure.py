@@ -258,6 +258,16 @@ def test_bundle_holding_a_divergent_type_uses_the_schema_for_every_entry() -> No
     assert issues_at(validate_structure(bundle)) == {"Bundle.entry[1].resource.valueQuantity.value": "value"}
 
 
+def test_schema_path_accepts_decimal_values() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": medicinal_product()}, {"resource": observation()}],
+    }
+    assert isinstance(bundle["entry"][1]["resource"]["valueQuantity"]["value"], Decimal)
+    assert validate_structure(bundle) == []
+
+
 def test_bundle_entry_of_unknown_type_is_not_supported() -> None:
     bundle = {
         "resourceType": "Bundle",
