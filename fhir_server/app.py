@@ -29,6 +29,7 @@ from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.interactions.load import load_resources
+from fhir_server.search import capability_search_params
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
 from fhir_server.validation.service import ProfileService
 
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                 resource_types(),
                 settings,
                 base_url,
+                search_params=capability_search_params,
                 profiles=profiles.supported_profiles,
                 operations=OPERATION_DEFINITIONS,
                 implementation_guides=profiles.implementation_guides(),
@@ -143,7 +145,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
-        text = {404: f"No FHIR endpoint at {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        text = {
+            404: f"No FHIR endpoint at {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
         error = FhirError(exc.status_code, text.get(exc.status_code, str(exc.detail)), code)
         return error_response(request, error)
 

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.operation_routes import instance_operation_route, type_operation_route
 from fhir_server.api.http import (
     context,
     fhir_response,
@@ -29,11 +29,12 @@ from fhir_server.api.http import (
     storage,
     version_headers,
 )
-from fhir_server.errors import invalid, issue, outcome
+from fhir_server.api.operation_routes import instance_operation_route, type_operation_route
+from fhir_server.errors import invalid, issue, outcome, unsupported_media_type
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.fhir.summary import subset
-from fhir_server.interactions import create, delete, history, patch, read, update
-from fhir_server.interactions.common import WriteResult
+from fhir_server.interactions import create, delete, history, patch, read, search, update
+from fhir_server.interactions.common import WriteResult, check_type
 
 __all__ = ["ROUTES", "Route"]
 
@@ -111,7 +112,9 @@ def _write_response(request: Request, result: WriteResult, media: str, status: i
         return Response(status_code=code, headers=headers)
     if wanted == "OperationOutcome":
         verb = "matched an existing" if result.existing else ("created" if result.created else "updated")
-        oo = outcome([issue(f"{verb} {stored.type}/{stored.id} version {stored.version}", "informational", "information")])
+        oo = outcome(
+            [issue(f"{verb} {stored.type}/{stored.id} version {stored.version}", "informational", "information")]
+        )
         return fhir_response(request, dumps(oo), code, headers, media)
     return fhir_response(request, stored.body, code, headers, media)
 
@@ -134,7 +137,9 @@ async def conditional_update_route(request: Request, type: str) -> Response:
     media = response_type(request)
     body, _ = await read_body(request, context(request).settings.max_body_bytes)
     ctx = context(request)
-    result = await update.conditional_update(ctx, storage(request), type, _query_string(request), body, if_match(request))
+    result = await update.conditional_update(
+        ctx, storage(request), type, _query_string(request), body, if_match(request)
+    )
     return _write_response(request, result, media)
 
 
@@ -200,6 +205,62 @@ async def history_system_route(request: Request) -> Response:
     return fhir_response(request, body, 200, None, media)
 
 
+# -- search ------------------------------------------------------------------------------
+def _handling(request: Request) -> str:
+    handling = prefer(request).get("handling", "strict")
+    if handling not in ("strict", "lenient"):
+        raise invalid(f"Prefer: handling={handling} is not strict or lenient")
+    return handling
+
+
+async def _form_params(request: Request) -> list[tuple[str, str]]:
+    """POST _search: the form body's parameters after the URL's (R4 search.html#Introduction)."""
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype not in ("application/x-www-form-urlencoded", ""):
+        raise unsupported_media_type(f"POST _search takes application/x-www-form-urlencoded, not {ctype}")
+    raw = await request.body()
+    if len(raw) > context(request).settings.max_body_bytes:
+        raise invalid("The search form is too large")
+    try:
+        form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise invalid("The search form is not UTF-8") from None
+    return [*query_params(request), *form]
+
+
+async def search_type_route(request: Request, type: str) -> Response:
+    media = response_type(request)
+    body = await search.search_type(
+        context(request), storage(request), type, query_params(request), prefer_handling=_handling(request)
+    )
+    return fhir_response(request, body, 200, None, media)
+
+
+async def search_type_post_route(request: Request, type: str) -> Response:
+    media = response_type(request)
+    params = await _form_params(request)
+    body = await search.search_type(
+        context(request), storage(request), type, params, prefer_handling=_handling(request)
+    )
+    return fhir_response(request, body, 200, None, media)
+
+
+async def search_system_route(request: Request) -> Response:
+    media = response_type(request)
+    params = await _form_params(request) if request.method == "POST" else query_params(request)
+    body = await search.search_system(context(request), storage(request), params, prefer_handling=_handling(request))
+    return fhir_response(request, body, 200, None, media)
+
+
+async def search_compartment_route(request: Request, comp: str, id: str, type: str) -> Response:
+    media = response_type(request)
+    check_type(comp)
+    body = await search.search_compartment(
+        context(request), storage(request), comp, id, type, query_params(request), prefer_handling=_handling(request)
+    )
+    return fhir_response(request, body, 200, None, media)
+
+
 # -- capabilities --------------------------------------------------------------------------
 async def metadata_route(request: Request) -> Response:
     media = response_type(request)
@@ -226,7 +287,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/metadata", "capabilities", metadata_route, "CapabilityStatement", "system"),
     *_operation_routes(),
     Route("GET", "/_history", "history-system", history_system_route, "History of all resources", "system"),
+    Route("GET", "", "search-system", search_system_route, "Search across types (_type)", "system"),
+    Route("GET", "/", "search-system", search_system_route, "Search across types (_type)", "system"),
+    Route("POST", "/_search", "search-system", search_system_route, "Search across types (form body)", "system"),
     Route("GET", "/{type}/_history", "history-type", history_type_route, "History of a type"),
+    Route("POST", "/{type}/_search", "search-type", search_type_post_route, "Search (form body)"),
+    Route("GET", "/{type}", "search-type", search_type_route, "Search"),
     Route("POST", "/{type}", "create", create_route, "Create (If-None-Exist: conditional create)"),
     Route("PUT", "/{type}", "update", conditional_update_route, "Conditional update by search criteria"),
     Route("PATCH", "/{type}", "patch", conditional_patch_route, "Conditional patch by search criteria"),
@@ -235,6 +301,9 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/{type}/{id}", "update", update_route, "Update (or create with this id)", "instance"),
     Route("PATCH", "/{type}/{id}", "patch", patch_route, "JSON Patch or FHIRPath Patch", "instance"),
     Route("DELETE", "/{type}/{id}", "delete", delete_route, "Delete", "instance"),
-    Route("GET", "/{type}/{id}/_history", "history-instance", history_instance_route, "History of a resource", "instance"),
+    Route(
+        "GET", "/{type}/{id}/_history", "history-instance", history_instance_route, "History of a resource", "instance"
+    ),
     Route("GET", "/{type}/{id}/_history/{vid}", "vread", vread_route, "Read a version", "instance"),
+    Route("GET", "/{comp}/{id}/{type}", "search-type", search_compartment_route, "Compartment search", "instance"),
 )
