@@ -10,6 +10,7 @@ docs/validation.md) so a gap is visible rather than silent.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,11 +78,24 @@ class Invariant:
     human: str
     expression: str
     fn: Callable[..., Any] | None = field(default=None, repr=False)
+    # Element names the expression can reach from its context; None if it can reach anything else.
+    names: frozenset[str] | None = field(default=None, repr=False)
+    on_empty: dict[str, bool | None] = field(default_factory=dict, repr=False)
 
     def holds(self, value: Any, type_path: str, resource: Any, root: Any) -> bool | None:
         """True/False as evaluated; None when fhirpathpy cannot evaluate the expression."""
         if self.fn is None or self.expression in SKIPPED:
             return None
+        if self.names is not None and isinstance(value, dict) and not _mentions(value, self.names):
+            # The instance holds none of the elements the expression reads, so it evaluates as on an
+            # empty element: compute that once per type (most `x.exists() implies ...` rules).
+            if type_path not in self.on_empty:
+                self.on_empty[type_path] = self._evaluate({}, type_path, resource, root)
+            return self.on_empty[type_path]
+        return self._evaluate(value, type_path, resource, root)
+
+    def _evaluate(self, value: Any, type_path: str, resource: Any, root: Any) -> bool | None:
+        assert self.fn is not None
         from fhirpathpy.engine.nodes import ResourceNode
 
         node = ResourceNode.create_node(value, type_path)  # type: ignore[no-untyped-call]
@@ -109,7 +123,34 @@ def compile_invariant(constraint: dict[str, Any]) -> Invariant | None:
         human=constraint.get("human", ""),
         expression=expression,
         fn=_compile(expression),
+        names=_names(expression),
     )
+
+
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|`[^`]*`")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Anything that reads beyond the context element (or depends on time) defeats the shortcut.
+_GLOBAL = re.compile(r"%|\$this|children\(|descendants\(|resolve\(|today\(|now\(|hasValue\(|repeat\(")
+
+
+def _names(expression: str) -> frozenset[str] | None:
+    if _GLOBAL.search(expression) or "`" in expression:
+        return None
+    return frozenset(_IDENT.findall(_STRING.sub("''", expression)))
+
+
+def _mentions(value: dict[str, Any], names: frozenset[str]) -> bool:
+    for key in value:
+        name = key[1:] if key.startswith("_") else key
+        if name in names:
+            return True
+        # A choice element (`valueString`) is read by its stem (`value`).
+        for i in range(1, len(name)):
+            if name[i].isupper():
+                if name[:i] in names:
+                    return True
+                break
+    return False
 
 
 def evaluate_path(value: Any, path: str) -> list[Any]:

@@ -242,3 +242,10 @@ def test_local_reference_must_name_a_contained_resource(registry: ConformanceReg
 
 def test_invariant_on_a_primitive_element_is_evaluated(registry: ConformanceRegistry) -> None:
     assert issues(registry, patient(birthDate="1899-12-31")) == [("error", "Patient.birthDate")]
+
+
+def test_range_low_must_not_exceed_high(registry: ConformanceRegistry) -> None:
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "valueRange": {"low": {"value": Decimal("5"), "unit": "kg"}, "high": {"value": 4, "unit": "kg"}}}
+    assert [(i["expression"][0], i["diagnostics"][:5]) for i in registry.validate(obs) if i["severity"] == "error"] == [
+        ("Observation.value", "rng-2")]
