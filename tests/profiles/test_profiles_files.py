@@ -19,6 +19,8 @@ import pytest
 from fhirpathpy import compile as fhirpath_compile
 from profile_index import CANONICALS, DATA, PATHWAY, PROFILES, RESOURCES, ROOT, files, load
 
+from fhir_server.definitions import structure_definition_for_type
+
 OUR = "https://fhir.coordination-sante.fr"
 FRC = "https://hl7.fr/ig/fhir/core"
 CDS = "https://interop.esante.gouv.fr/ig/fhir/cds"
@@ -185,3 +187,21 @@ def test_implementation_guide_lists_every_resource_of_profiles() -> None:
         "hl7.fhir.fr.core": "2.1.0",
         "ans.fhir.fr.cds": "2.0.1",
     }
+
+
+def _top_level_rank(sd: dict) -> list[tuple[str, int]]:
+    """(element id, index of its first-level element in the base snapshot) for every differential element."""
+    base = structure_definition_for_type(sd["type"])
+    assert base is not None, sd["type"]
+    order = {e["path"]: i for i, e in enumerate(base["snapshot"]["element"])}
+    ranks = []
+    for element in sd["differential"]["element"]:
+        parts = element["path"].split(".")
+        ranks.append((element["id"], order[".".join(parts[:2])]))
+    return ranks
+
+
+@pytest.mark.parametrize("sd", _structure_definitions(), ids=lambda sd: sd["id"])
+def test_differential_follows_the_element_order_of_the_base_resource(sd: dict) -> None:
+    ranks = _top_level_rank(sd)
+    assert [rank for _, rank in ranks] == sorted(rank for _, rank in ranks), ranks
