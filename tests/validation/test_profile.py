@@ -249,3 +249,11 @@ def test_range_low_must_not_exceed_high(registry: ConformanceRegistry) -> None:
            "valueRange": {"low": {"value": Decimal("5"), "unit": "kg"}, "high": {"value": 4, "unit": "kg"}}}
     assert [(i["expression"][0], i["diagnostics"][:5]) for i in registry.validate(obs) if i["severity"] == "error"] == [
         ("Observation.value", "rng-2")]
+
+
+def test_invariant_fails_on_an_instance_holding_none_of_the_elements_it_reads(registry: ConformanceRegistry) -> None:
+    # Evaluated through the "empty element" shortcut: it must still fail (base pat-1, profile tst-2).
+    found = registry.validate(patient(contact=[{"gender": "male"}, {"gender": "female"}]), [BASE + "pat"])
+    assert sorted((i["severity"], i["expression"][0], i["diagnostics"][:5]) for i in found) == [
+        ("error", "Patient.contact[0]", "pat-1"), ("error", "Patient.contact[1]", "pat-1"),
+        ("warning", "Patient.contact[0]", "tst-2"), ("warning", "Patient.contact[1]", "tst-2")]
