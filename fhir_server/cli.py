@@ -1,4 +1,4 @@
-"""Command line: `fhir-server serve`, `fhir-server db upgrade`, `fhir-server load DIR`."""
+"""Command line: `fhir-server serve`, `fhir-server db upgrade`, `fhir-server load FOLDER`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,37 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from fhir_server.app import create_app
+    from fhir_server.errors import FhirError
+    from fhir_server.interactions.load import load_folder
+
+    settings = get_settings()
+    app = create_app(settings)
+
+    async def run() -> dict[str, int]:
+        async with app.router.lifespan_context(app):
+            ctx = app.state.context_factory(None)
+            return await load_folder(ctx, app.state.storage, Path(args.folder))
+
+    try:
+        counts = asyncio.run(run())
+    except FhirError as exc:
+        for item in exc.issues:
+            where = ", ".join(item.get("expression", []))
+            print(f"{item.get('severity')}: {item.get('diagnostics')}" + (f" ({where})" if where else ""))
+        return 1
+    except FileNotFoundError as exc:
+        print(exc)
+        return 2
+    print(f"loaded {args.folder}: {counts['created']} created, {counts['updated']} updated, "
+          f"{counts['unchanged']} unchanged")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fhir-server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,5 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(run=_db_upgrade)
+    load = sub.add_parser("load", help="validate and store a folder of resources (one transaction)")
+    load.add_argument("folder", help="folder of *.json resources with ids, e.g. examples/pathway")
+    load.set_defaults(run=_load)
     args = parser.parse_args(argv)
     sys.exit(args.run(args))

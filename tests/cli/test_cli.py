@@ -59,3 +59,29 @@ def test_serve_prints_url_and_answers_metadata(tmp_path: Path) -> None:
         proc.wait(timeout=20)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_load_stores_the_example_pathway_once(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "fhir_server", "load", "examples/pathway"]
+    env = {**_env(tmp_path), "FHIR_LOAD_PROFILES": "false"}
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert "30 created" in first.stdout
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert "30 unchanged" in second.stdout
+
+
+def test_load_refuses_an_invalid_folder_and_writes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    good = {"resourceType": "Patient", "id": "ok"}
+    bad = {"resourceType": "Patient", "id": "bad", "birthDate": "yesterday"}
+    (folder / "a.json").write_bytes(orjson.dumps(good))
+    (folder / "b.json").write_bytes(orjson.dumps(bad))
+    env = {**_env(tmp_path), "FHIR_LOAD_PROFILES": "false"}
+    out = subprocess.run([sys.executable, "-m", "fhir_server", "load", str(folder)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "Patient/bad" in out.stdout and "birthDate" in out.stdout
+    again = subprocess.run([sys.executable, "-m", "fhir_server", "load", str(folder / "a.json")], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2
