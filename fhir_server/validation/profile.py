@@ -702,6 +702,19 @@ def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx) -> boo
         return any(v == exp for v in values)
     if kind == "pattern":
         return any(matches_pattern(exp, v) for v in values)
+    if kind == "binding":
+        from fhir_server.validation.terminology import value_set_membership
+
+        members = value_set_membership(ctx.registry, exp)
+        if members is None:
+            return None
+        codings: list[tuple[str | None, str]] = []
+        for v in values:
+            if isinstance(v, str):
+                codings.append((None, v))
+            elif isinstance(v, dict):
+                codings += _codings("CodeableConcept" if "coding" in v else "Coding", v) or []
+        return any(members.contains(system, c) for system, c in codings)
     if kind == "exists":
         return bool(values) is bool(exp)
     if kind == "types":
@@ -755,6 +768,8 @@ def _expectation(s: Rule, dpath: str, dtype: str, ctx: Ctx) -> tuple[str, Any] |
         return ("fixed", node.fixed)
     if node.pattern is not None:
         return ("pattern", node.pattern)
+    if node.binding is not None and node.binding[0] == "required":
+        return ("binding", node.binding[1])
     return None
 
 

@@ -55,6 +55,17 @@ def registry() -> ConformanceRegistry:
             {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}},
         {"id": "Patient.identifier:mr.value", "path": "Patient.identifier.value", "min": 1},
     ]))
+    reg.add({"resourceType": "ValueSet", "url": "http://example.org/vs/home", "status": "active",
+             "compose": {"include": [{"system": "http://hl7.org/fhir/contact-point-use", "concept": [
+                 {"code": "home"}, {"code": "mobile"}]}]}})
+    reg.add(sd("by-binding", "Patient", [
+        {"id": "Patient.telecom", "path": "Patient.telecom", "slicing": slicing("value", "use")},
+        {"id": "Patient.telecom:personal", "path": "Patient.telecom", "sliceName": "personal", "max": "1"},
+        {"id": "Patient.telecom:personal.use", "path": "Patient.telecom.use",
+         "binding": {"strength": "required", "valueSet": "http://example.org/vs/home"}},
+        {"id": "Patient.telecom:work", "path": "Patient.telecom", "sliceName": "work"},
+        {"id": "Patient.telecom:work.use", "path": "Patient.telecom.use", "fixedCode": "work"},
+    ]))
     return reg
 
 
@@ -103,3 +114,13 @@ def test_pattern_discriminator_in_open_slicing(registry: ConformanceRegistry) ->
     assert errors(registry, {"resourceType": "Patient", "identifier": [other, mr]}, "by-pattern") == [
         "Patient.identifier[1].value"]
     assert errors(registry, {"resourceType": "Patient", "identifier": [other]}, "by-pattern") == ["Patient.identifier"]
+
+
+def test_value_discriminator_on_a_required_binding(registry: ConformanceRegistry) -> None:
+    home = {"system": "phone", "value": "1", "use": "home"}
+    work = {"system": "phone", "value": "2", "use": "work"}
+    mobile = {"system": "phone", "value": "3", "use": "mobile"}
+    assert errors(registry, {"resourceType": "Patient", "telecom": [home, work, work]}, "by-binding") == []
+    assert errors(registry, {"resourceType": "Patient", "telecom": [home, mobile]}, "by-binding") == ["Patient.telecom"]
+    temp = {"system": "phone", "value": "4", "use": "temp"}
+    assert errors(registry, {"resourceType": "Patient", "telecom": [temp]}, "by-binding") == ["Patient.telecom[0]"]
