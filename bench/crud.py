@@ -102,11 +102,17 @@ def pg_database(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def source_tree(rev: str | None, work: Path) -> tuple[Path, str]:
-    """Where the server's code comes from: the working tree, or `git archive REV` of it.
+def source_tree(rev: str | None, work: Path, tree_dir: Path | None = None) -> tuple[Path, str]:
+    """Where the server's code comes from: the working tree, `git archive REV`, or another folder.
 
-    Several people edit the working tree at once; --rev measures one committed state instead.
+    Several people edit the working tree at once; --rev measures one committed state instead,
+    --tree a copy holding an experiment (it must contain fhir_server/ and profiles/).
     """
+    if tree_dir is not None:
+        if not (tree_dir / "fhir_server" / "__init__.py").is_file():
+            sys.exit(f"--tree {tree_dir} holds no fhir_server package")
+        return tree_dir.resolve(), f"folder {tree_dir.resolve()}"
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True,
                               timeout=60).stdout.strip()
@@ -293,7 +299,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", default="1,8,32", help="comma-separated connection counts")
     parser.add_argument("--seed", type=int, default=1000, help="patients created before measuring")
     parser.add_argument("--json-out", type=Path, help="also write every cell (with wrk's raw figures) here")
-    parser.add_argument("--rev", help="serve this git commit (git archive) instead of the working tree")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--rev", help="serve this git commit (git archive) instead of the working tree")
+    source.add_argument("--tree", type=Path, help="serve the fhir_server package found in this folder")
     opts = parser.parse_args(argv)
     opts.clients = [int(c) for c in opts.clients.split(",") if c.strip()]
     if not opts.clients or min(opts.clients) < 1 or opts.duration <= 0 or opts.seed < 1:
@@ -307,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="fhir-bench-") as tmp:
         work = Path(tmp)
-        opts.tree, source = source_tree(opts.rev, work)
+        opts.tree, source = source_tree(opts.rev, work, opts.tree)
         print(f"server code: {source}", flush=True)
         try:
             cells += bench_backend(wrk, "sqlite", f"sqlite:///{work / 'bench.db'}", opts, work)
