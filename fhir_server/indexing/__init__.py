@@ -13,9 +13,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert
 
-from fhir_server.indexing.rows import resource_rows
-from fhir_server.search.compile.fulltext import fulltext_row
-from fhir_server.search.registry import registry
 from fhir_server.storage.index_schema import INDEX_TABLES, idx_fulltext
 
 __all__ = ["delete_index", "write_index"]
@@ -30,6 +27,11 @@ def delete_index(conn: Connection, rid: int) -> None:
 
 def write_index(conn: Connection, rid: int, res_type: str, resource: dict[str, Any] | None) -> None:
     """Replace the index rows of `rid` by those of `resource` (None: the resource was deleted)."""
+    # Imported here: the search package imports this one's extractors (no import cycle).
+    from fhir_server.indexing.rows import resource_rows
+    from fhir_server.search.compile.fulltext import fulltext_row
+    from fhir_server.search.registry import registry
+
     delete_index(conn, rid)
     if resource is None:
         return

@@ -75,8 +75,8 @@ def _unwrap(expr: str) -> str:
     """`(A.b.ofType(C)).text` -> `A.b.ofType(C).text`, `(A.b as C)` -> `A.b as C`."""
     expr = expr.strip()
     while expr.startswith("("):
-        depth = 0
-        for i, ch in enumerate(expr):
+        depth, i = 0, 0
+        for i, ch in enumerate(expr):  # noqa: B007 - i is the closing parenthesis after the loop
             depth += ch == "("
             depth -= ch == ")"
             if depth == 0:

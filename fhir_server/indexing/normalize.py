@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 
 from fhir_server.storage.index_schema import MAX_INDEXED
@@ -29,7 +29,7 @@ __all__ = [
     "token_hashes",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_US = -62135596800_000000  # 0001-01-01
 MAX_US = 253402300800_000000  # 10000-01-01
 
@@ -81,7 +81,7 @@ def date_range(value: str) -> tuple[int, int] | None:
     if not m:
         return None
     g = m.groupdict()
-    tz = timezone.utc
+    tz = UTC
     if g["tz"] and g["tz"] != "Z":
         sign = 1 if g["tz"][0] == "+" else -1
         tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][4:6])))

@@ -146,7 +146,7 @@ class TypeSwitch:
         return f"(types {' '.join(f'({t} {n})' for t, n in self.cases)})"
 
 
-Node = Union[Param, Chain, Has, And, Or, Not, Compartment, Policy, TypeSwitch]
+Node = Union[Param, Chain, Has, And, Or, Not, Compartment, Policy, TypeSwitch]  # noqa: UP007 - runtime alias
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,8 @@ def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy:
     wants_count = query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
     if query.summary == "count" or query.count == 0:
         return Plan(query, None, count_stmt, sort_exprs, cursor, signature, where, r)
-    page = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body, *(e.label(f"k{i}") for i, (e, _) in enumerate(sort_exprs)))
+    keys = (e.label(f"k{i}") for i, (e, _) in enumerate(sort_exprs))
+    page = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body, *keys)
     page = page.where(where)
     if cursor is not None:
         page = page.where(keyset_condition(sort_exprs, r.c.rid, cursor))

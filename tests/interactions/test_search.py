@@ -11,7 +11,6 @@ import pytest
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import FhirError
-from fhir_server.fhir.json import dumps
 from fhir_server.interactions import search as s
 from fhir_server.interactions.create import create
 from fhir_server.interactions.update import update
@@ -78,21 +77,23 @@ async def test_include_and_revinclude_entries_are_marked_include(store: Storage,
         ("pat2", "match"), ("obs4", "include")]
 
 
+async def _ids(ctx: RequestContext, store: Storage, res_type: str, params: list[tuple[str, str]]) -> list[str]:
+    bundle = orjson.loads(await s.search_type(ctx, store, res_type, params, BASE))
+    return [e["resource"]["id"] for e in bundle.get("entry", [])]
+
+
 async def test_include_iterate_and_wildcard(store: Storage, data: RequestContext) -> None:
     ctx = data
     await update(ctx, store, "Practitioner", "dr", {"resourceType": "Practitioner", "id": "dr"})
-    await update(ctx, store, "Patient", "pat3", {"resourceType": "Patient", "id": "pat3",
-                                                  "generalPractitioner": [{"reference": "Practitioner/dr"}]})
+    gp = [{"reference": "Practitioner/dr"}]
+    await update(ctx, store, "Patient", "pat3", {"resourceType": "Patient", "id": "pat3", "generalPractitioner": gp})
     await update(ctx, store, "Observation", "obs9", _obs(9, "pat3"))
-    params = [("_id", "obs9"), ("_include", "Observation:subject"), ("_include:iterate", "Patient:general-practitioner")]
-    ids = [e["resource"]["id"] for e in orjson.loads(await s.search_type(ctx, store, "Observation", params, BASE))["entry"]]
-    assert ids == ["obs9", "pat3", "dr"]
-    no_iter = [("_id", "obs9"), ("_include", "Observation:subject"), ("_include", "Patient:general-practitioner")]
-    ids = [e["resource"]["id"] for e in orjson.loads(await s.search_type(ctx, store, "Observation", no_iter, BASE))["entry"]]
-    assert ids == ["obs9", "pat3"]
-    star = [("_id", "obs9"), ("_include", "*")]
-    ids = [e["resource"]["id"] for e in orjson.loads(await s.search_type(ctx, store, "Observation", star, BASE))["entry"]]
-    assert ids == ["obs9", "pat3"]
+    base = [("_id", "obs9"), ("_include", "Observation:subject")]
+    iterate = [*base, ("_include:iterate", "Patient:general-practitioner")]
+    assert await _ids(ctx, store, "Observation", iterate) == ["obs9", "pat3", "dr"]
+    once = [*base, ("_include", "Patient:general-practitioner")]
+    assert await _ids(ctx, store, "Observation", once) == ["obs9", "pat3"]
+    assert await _ids(ctx, store, "Observation", [("_id", "obs9"), ("_include", "*")]) == ["obs9", "pat3"]
 
 
 async def test_compartment_search(store: Storage, data: RequestContext) -> None:

@@ -21,7 +21,14 @@ from fhir_server.indexing.extract import Node
 from fhir_server.indexing.normalize import clip, fold, hash64, token_hashes
 from fhir_server.search.ast import Param, Value
 from fhir_server.search.compile.common import (
-    Ctx, Row, any_of, bad_value, in_index, missing, starts_with, unsupported_modifier,
+    Ctx,
+    Row,
+    any_of,
+    bad_value,
+    in_index,
+    missing,
+    starts_with,
+    unsupported_modifier,
 )
 from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_token

@@ -17,7 +17,16 @@ from sqlalchemy import ColumnElement, and_, false, not_, or_, select
 from fhir_server.errors import invalid
 from fhir_server.search.ast import And, Chain, Compartment, Has, Node, Not, Or, Param, Policy, TypeSwitch
 from fhir_server.search.compile import (
-    composite, date, fulltext, number, quantity, reference, special, string, token, uri,
+    composite,
+    date,
+    fulltext,
+    number,
+    quantity,
+    reference,
+    special,
+    string,
+    token,
+    uri,
 )
 from fhir_server.search.compile.common import Ctx, in_index
 from fhir_server.search.registry import SearchParamImpl
