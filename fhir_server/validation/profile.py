@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from fhir_server.errors import FhirError
 from fhir_server.validation.fhirpath import Invariant, compile_invariant, evaluate_path
 
 if TYPE_CHECKING:
@@ -404,7 +405,7 @@ def _ref1(value: Any, root: Any) -> bool:
     ref = value.get("reference") if isinstance(value, dict) else None
     if not isinstance(ref, str) or not ref.startswith("#") or ref == "#":
         return True
-    contained = root.get("contained") or [] if isinstance(root, dict) else []
+    contained = _list(root.get("contained")) if isinstance(root, dict) else []
     return any(isinstance(c, dict) and c.get("id") == ref[1:] for c in contained)
 
 
@@ -438,7 +439,7 @@ def _dom3(resource: dict[str, Any]) -> bool:
             local.add(item)
     if "#" in local:
         return True
-    return all(f"#{c.get('id')}" in local for c in resource.get("contained") or [] if isinstance(c, dict))
+    return all(f"#{c.get('id')}" in local for c in _list(resource.get("contained")) if isinstance(c, dict))
 
 
 
@@ -531,14 +532,25 @@ def check_fixed_pattern(rule: Rule, value: Any, path: str, ctx: Ctx) -> None:
         ctx.add("error", "value", f"Value must match the pattern {_show(rule.pattern)}", path)
 
 
+def _list(value: Any) -> list[Any]:
+    """A repeating element's items; malformed shapes are reported by the structural walk."""
+    return value if isinstance(value, list) else []
+
+
+def _coding(value: Any) -> list[tuple[str | None, str]]:
+    if not isinstance(value, dict) or not isinstance(value.get("code"), str):
+        return []
+    system = value.get("system")
+    return [(system if isinstance(system, str) else None, value["code"])]
+
+
 def _codings(code: str, value: Any) -> list[tuple[str | None, str]] | None:
     if code in ("code", "string", "uri", "canonical"):
         return [(None, value)] if isinstance(value, str) else []
     if code == "Coding" or code == "Quantity":
-        return [(value.get("system"), value["code"])] if isinstance(value.get("code"), str) else []
+        return _coding(value)
     if code == "CodeableConcept":
-        return [(c.get("system"), c["code"]) for c in value.get("coding") or []
-                if isinstance(c, dict) and isinstance(c.get("code"), str)]
+        return [pair for c in _list(value.get("coding")) for pair in _coding(c)]
     return None
 
 
@@ -579,7 +591,7 @@ def _allowed_targets(targets: tuple[str, ...], ctx: Ctx) -> frozenset[str] | Non
 
 def _reference_type(ref: str, value: dict[str, Any], ctx: Ctx) -> str | None:
     if ref.startswith("#"):
-        for res in (ctx.resource.get("contained") or []) if isinstance(ctx.resource, dict) else []:
+        for res in _list(ctx.resource.get("contained")) if isinstance(ctx.resource, dict) else []:
             if isinstance(res, dict) and res.get("id") == ref[1:]:
                 found = res.get("resourceType")
                 return found if isinstance(found, str) else None
@@ -625,7 +637,7 @@ def check_identifier(value: dict[str, Any], path: str, ctx: Ctx) -> None:
             _fr_check = fr_identifiers.check_identifier
     if not _fr_check or not isinstance(value.get("system"), str) or not isinstance(value.get("value"), str):
         return
-    codings = (value.get("type") or {}).get("coding") or [] if isinstance(value.get("type"), dict) else []
+    codings = _list(value["type"].get("coding")) if isinstance(value.get("type"), dict) else []
     type_code = next((c.get("code") for c in codings if isinstance(c, dict) and c.get("code")), None)
     for issue in _fr_check(value["system"], value["value"], type_code):
         issue = dict(issue)
@@ -788,7 +800,8 @@ def validate_resource(
     urls = profile_urls
     if urls is None:
         urls = []
-        for claimed in (resource.get("meta") or {}).get("profile") or []:
+        meta = resource.get("meta")
+        for claimed in _list(meta.get("profile")) if isinstance(meta, dict) else []:
             if isinstance(claimed, str) and registry.structure_definition(claimed) is not None:
                 urls.append(claimed)
             else:
@@ -796,7 +809,12 @@ def validate_resource(
                                      f"Profile {claimed} is not known to this server: not checked", rtype))
         urls = urls or [base]
     for url in urls:
-        validator = registry.validator(url)
+        try:
+            validator = registry.validator(url)
+        except Exception as exc:  # noqa: BLE001 - a broken profile is the profile's fault, not the resource's
+            message = str(exc) if isinstance(exc, FhirError) else f"{type(exc).__name__}: {exc}"
+            issues.append(_issue("error", "processing", f"Profile {url} cannot be used: {message}", rtype))
+            continue
         if validator is None:
             issues.append(_issue(registry.unknown_profile, "not-supported", f"Unknown profile {url}", rtype))
         elif validator.type != rtype:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Membership", "expand", "lookup", "translate", "validate_code", "value_set_membership"]
 
+# A ValueSet or CodeSystem registered at run time may be malformed in ways these raise.
+_MALFORMED = (TypeError, AttributeError, KeyError, ValueError, re.error)
 _MAX_DEPTH = 10  # ValueSet imports nest; a cycle must not loop forever
 
 
@@ -234,7 +236,7 @@ def _cached_codes(registry: ConformanceRegistry, canonical: str) -> list[Entry] 
             return None
         try:
             return _codes(registry, vs)
-        except _NotLocal:
+        except (_NotLocal, *_MALFORMED):
             return None
 
     return registry.cached("vs-codes", canonical, make)  # type: ignore[no-any-return]
@@ -275,6 +277,8 @@ def _entries(registry: ConformanceRegistry, vs: dict[str, Any]) -> list[Entry]:
         return _codes(registry, vs)
     except _NotLocal as exc:
         raise not_supported(f"ValueSet {vs.get('url', '(inline)')} cannot be expanded here: {exc}") from None
+    except _MALFORMED as exc:
+        raise invalid(f"ValueSet {vs.get('url', '(inline)')} is malformed ({type(exc).__name__}: {exc})") from None
 
 
 def expand(

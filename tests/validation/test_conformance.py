@@ -127,3 +127,13 @@ def test_adding_a_value_set_refreshes_bindings_but_keeps_compiled_base_definitio
     assert members is not None and not members.contains("urn:s", "a") and members.contains("urn:s", "b")
     registry.add(profile("http://example.org/p"))
     assert registry.validator(CORE + "Patient") is base
+
+
+def test_a_profile_that_cannot_be_snapshotted_is_reported_as_an_issue() -> None:
+    registry = ConformanceRegistry(profiles_dir=None)
+    broken = profile("http://example.org/broken")
+    broken["differential"]["element"] = [{"id": "Patient.nonsense", "path": "Patient.nonsense", "min": 1}]
+    registry.add(broken)
+    found = registry.validate({"resourceType": "Patient"}, ["http://example.org/broken"])
+    assert [(i["severity"], i["code"]) for i in found] == [("error", "processing")]
+    assert "Patient.nonsense" in found[0]["diagnostics"]

@@ -90,3 +90,40 @@ def test_invalid_profile_example_is_rejected_at_the_expected_path(
     found = {e for i in issues if i["severity"] == "error" for e in i.get("expression", [])}
     for expected in _expected_paths(path.parent, path.name):
         assert expected in found, (expected, issues)
+
+
+_JUNK: list[Any] = [None, 1, True, "", "2020-99-99", [], {}, [None], [{}], {"reference": 5}, {"url": 3},
+                    {"coding": "x"}, {"resourceType": "Nope"}, [{"url": None}], 2**40]
+
+
+def _mutations(resource: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path] if path else []
+    items = resource.items() if isinstance(resource, dict) else enumerate(resource) if isinstance(resource, list) else ()
+    for key, value in items:
+        found += _mutations(value, (*path, key))
+    return found
+
+
+def test_validation_never_raises_on_mangled_resources(registry: ConformanceRegistry) -> None:
+    import copy
+    import random
+
+    rng = random.Random(5)
+    examples = [r for r in _examples() if len(str(r)) < 20000][:200]
+    if PROFILE_DATA.is_dir():
+        examples += [loads(p.read_bytes()) for p in sorted(PROFILE_DATA.glob("*/valid-*.json"))]
+    if not examples:
+        pytest.skip("no example to mangle")
+    for _ in range(600):
+        resource = copy.deepcopy(rng.choice(examples))
+        paths = _mutations(resource)
+        if not paths:
+            continue
+        *parents, last = rng.choice(paths)
+        target = resource
+        for key in parents:
+            target = target[key]
+        target[last] = copy.deepcopy(rng.choice(_JUNK))
+        profiles = (resource.get("meta") or {}).get("profile") if isinstance(resource.get("meta"), dict) else None
+        for issue in registry.validate(resource, profiles if isinstance(profiles, list) else None):
+            assert issue["severity"] in ("error", "warning", "information") and issue["diagnostics"]

@@ -162,3 +162,12 @@ def test_translate_without_a_matching_map_is_not_found(registry: ConformanceRegi
     assert caught.value.status == 404
     with pytest.raises(FhirError):
         translate(registry, "http://example.org/cm", TREE, None)
+
+
+def test_malformed_value_set_is_invalid_not_a_crash(registry: ConformanceRegistry) -> None:
+    broken = {"resourceType": "ValueSet", "url": "http://example.org/vs/broken", "status": "active",
+              "compose": {"include": [{"system": TREE, "filter": [{"property": "concept", "op": "regex",
+                                                                   "value": "(["}]}]}}
+    with pytest.raises(FhirError) as caught:
+        expand(registry, broken)
+    assert caught.value.status == 400
