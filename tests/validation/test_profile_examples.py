@@ -98,7 +98,10 @@ _JUNK: list[Any] = [None, 1, True, "", "2020-99-99", [], {}, [None], [{}], {"ref
 
 def _mutations(resource: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found = [path] if path else []
-    items = resource.items() if isinstance(resource, dict) else enumerate(resource) if isinstance(resource, list) else ()
+    if isinstance(resource, dict):
+        items: Any = resource.items()
+    else:
+        items = enumerate(resource) if isinstance(resource, list) else ()
     for key, value in items:
         found += _mutations(value, (*path, key))
     return found
