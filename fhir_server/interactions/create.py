@@ -12,9 +12,17 @@ from fhir_server.errors import precondition_failed
 from fhir_server.fhir.resource import new_id
 from fhir_server.interactions.common import WriteResult, check_resource, check_type, store_version
 from fhir_server.interactions.conditional import criteria, resolve
-from fhir_server.storage import Storage, WriteTx
+from fhir_server.storage import Storage, StoredResource, WriteTx
 
-__all__ = ["create"]
+__all__ = ["create", "find_existing"]
+
+
+def find_existing(tx: WriteTx, type_: str, params: list[tuple[str, str]], query: str) -> StoredResource | None:
+    """The one resource If-None-Exist criteria match, None for none, 412 for several."""
+    matches = resolve(tx, type_, params, limit=2)
+    if len(matches) > 1:
+        raise precondition_failed(f"If-None-Exist criteria '{query}' match more than one {type_}: be more selective")
+    return tx.current(type_, matches[0][1]) if matches else None
 
 
 async def create(
@@ -27,14 +35,8 @@ async def create(
 
     def run(tx: WriteTx) -> WriteResult:
         if params is not None:
-            matches = resolve(tx, type_, params, limit=2)
-            if len(matches) > 1:
-                raise precondition_failed(
-                    f"If-None-Exist criteria '{if_none_exist}' match more than one {type_}: be more selective"
-                )
-            if matches:
-                existing = tx.current(type_, matches[0][1])
-                assert existing is not None
+            existing = find_existing(tx, type_, params, str(if_none_exist))
+            if existing is not None:
                 return WriteResult(existing, created=False, existing=True)
         return WriteResult(store_version(tx, None, type_, new_id(), resource, "POST"), created=True)
 

@@ -8,6 +8,7 @@ earlier version. Deleting an absent or already deleted resource succeeds and cha
 
 from __future__ import annotations
 
+from fhir_server.config import Settings
 from fhir_server.context import RequestContext
 from fhir_server.errors import invalid, precondition_failed
 from fhir_server.fhir.resource import valid_id
@@ -16,7 +17,30 @@ from fhir_server.interactions.conditional import criteria, resolve
 from fhir_server.interactions.update import check_version
 from fhir_server.storage import Storage, StoredResource, WriteTx
 
-__all__ = ["conditional_delete", "delete"]
+__all__ = ["conditional_delete", "conditional_delete_in", "delete", "delete_in"]
+
+
+def delete_in(tx: WriteTx, type_: str, id_: str, if_match: int | None) -> StoredResource | None:
+    """The deletion version written inside a transaction, or None when nothing was current."""
+    current = tx.current(type_, id_)
+    check_version(current, if_match, f"{type_}/{id_}")
+    if current is None or current.deleted:
+        return None
+    return store_version(tx, current, type_, id_, None, "DELETE")
+
+
+def conditional_delete_in(
+    tx: WriteTx, settings: Settings, type_: str, params: list[tuple[str, str]], query: str
+) -> list[StoredResource]:
+    multiple = settings.allow_multiple_delete
+    limit = settings.max_multiple_delete + 1 if multiple else 2
+    matches = resolve(tx, type_, params, limit=limit)
+    if len(matches) > 1 and not multiple:
+        raise precondition_failed(f"Criteria '{query}' match more than one {type_}; this server deletes one at a time")
+    if len(matches) >= limit:
+        raise precondition_failed(f"Criteria '{query}' match more than {limit - 1} {type_}: narrow the criteria")
+    deleted = (delete_in(tx, type_, id_, None) for _rid, id_ in matches)
+    return [d for d in deleted if d is not None]
 
 
 async def delete(
@@ -27,14 +51,7 @@ async def delete(
     if not valid_id(id_):
         raise invalid(f"'{id_}' is not a valid resource id")
 
-    def run(tx: WriteTx) -> StoredResource | None:
-        current = tx.current(type_, id_)
-        check_version(current, if_match, f"{type_}/{id_}")
-        if current is None or current.deleted:
-            return None
-        return store_version(tx, current, type_, id_, None, "DELETE")
-
-    return await store.write(run)
+    return await store.write(lambda tx: delete_in(tx, type_, id_, if_match))
 
 
 async def conditional_delete(
@@ -43,24 +60,4 @@ async def conditional_delete(
     """DELETE [type]?[criteria]: one match, or several when the server is configured for it."""
     check_type(type_)
     params = criteria(query)
-    multiple = ctx.settings.allow_multiple_delete
-    limit = ctx.settings.max_multiple_delete + 1 if multiple else 2
-
-    def run(tx: WriteTx) -> list[StoredResource]:
-        matches = resolve(tx, type_, params, limit=limit)
-        if len(matches) > 1 and not multiple:
-            raise precondition_failed(
-                f"Criteria '{query}' match more than one {type_}; this server deletes one at a time"
-            )
-        if len(matches) >= limit:
-            raise precondition_failed(
-                f"Criteria '{query}' match more than {limit - 1} {type_}: narrow the criteria"
-            )
-        deleted = []
-        for _rid, id_ in matches:
-            current = tx.current(type_, id_)
-            if current is not None and not current.deleted:
-                deleted.append(store_version(tx, current, type_, id_, None, "DELETE"))
-        return deleted
-
-    return await store.write(run)
+    return await store.write(lambda tx: conditional_delete_in(tx, ctx.settings, type_, params, query))

@@ -21,7 +21,7 @@ from fhir_server.interactions.conditional import criteria, resolve
 from fhir_server.interactions.update import check_version
 from fhir_server.storage import Storage, StoredResource, WriteTx
 
-__all__ = ["conditional_patch", "patch"]
+__all__ = ["conditional_patch", "parse_patch", "patch", "patch_in"]
 
 JSON_PATCH = "json-patch"
 FHIRPATH_PATCH = "fhirpath-patch"
@@ -46,6 +46,20 @@ def _apply(ctx: RequestContext, current: StoredResource, kind: str, document: An
     return check_resource(ctx, current.type, patched)
 
 
+def patch_in(
+    tx: WriteTx, ctx: RequestContext, type_: str, id_: str, kind: str, document: Any, if_match: int | None
+) -> WriteResult:
+    """Apply a parsed patch to the current version, inside a write transaction."""
+    current = tx.current(type_, id_)
+    if current is None:
+        raise not_found(f"{type_}/{id_} is not known")
+    if current.deleted:
+        raise gone(f"{type_}/{id_} was deleted")
+    check_version(current, if_match, f"{type_}/{id_}")
+    patched = _apply(ctx, current, kind, document)
+    return WriteResult(store_version(tx, current, type_, id_, patched, "PATCH"), created=False)
+
+
 async def patch(
     ctx: RequestContext, store: Storage, type_: str, id_: str, kind: str, body: Any, if_match: int | None = None
 ) -> WriteResult:
@@ -54,17 +68,7 @@ async def patch(
         raise invalid(f"'{id_}' is not a valid resource id")
     document = parse_patch(kind, body)
 
-    def run(tx: WriteTx) -> WriteResult:
-        current = tx.current(type_, id_)
-        if current is None:
-            raise not_found(f"{type_}/{id_} is not known")
-        if current.deleted:
-            raise gone(f"{type_}/{id_} was deleted")
-        check_version(current, if_match, f"{type_}/{id_}")
-        patched = _apply(ctx, current, kind, document)
-        return WriteResult(store_version(tx, current, type_, id_, patched, "PATCH"), created=False)
-
-    result = await store.write(run)
+    result = await store.write(lambda tx: patch_in(tx, ctx, type_, id_, kind, document, if_match))
     ctx.after_write(result.stored)
     return result
 
@@ -82,11 +86,7 @@ async def conditional_patch(
             raise not_found(f"No {type_} matches '{query}'")
         if len(matches) > 1:
             raise precondition_failed(f"Criteria '{query}' match more than one {type_}: be more selective")
-        current = tx.current(type_, matches[0][1])
-        assert current is not None
-        check_version(current, if_match, f"{type_}/{current.id}")
-        patched = _apply(ctx, current, kind, document)
-        return WriteResult(store_version(tx, current, type_, current.id, patched, "PATCH"), created=False)
+        return patch_in(tx, ctx, type_, matches[0][1], kind, document, if_match)
 
     result = await store.write(run)
     ctx.after_write(result.stored)

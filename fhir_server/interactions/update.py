@@ -14,7 +14,7 @@ from fhir_server.interactions.common import WriteResult, check_resource, check_t
 from fhir_server.interactions.conditional import criteria, resolve
 from fhir_server.storage import Storage, StoredResource, WriteTx
 
-__all__ = ["check_version", "conditional_update", "update"]
+__all__ = ["check_version", "conditional_target", "conditional_update", "update", "update_in"]
 
 
 def check_version(current: StoredResource | None, if_match: int | None, what: str) -> None:
@@ -22,6 +22,33 @@ def check_version(current: StoredResource | None, if_match: int | None, what: st
     if if_match is not None and (current is None or current.version != if_match):
         have = f"version {current.version}" if current else "no version"
         raise precondition_failed(f"If-Match asks for version {if_match} of {what}, but it has {have}")
+
+
+def update_in(tx: WriteTx, type_: str, id_: str, resource: dict[str, Any], if_match: int | None) -> WriteResult:
+    """The update itself, inside a write transaction (also used by transaction bundles)."""
+    current = tx.current(type_, id_)
+    check_version(current, if_match, f"{type_}/{id_}")
+    created = current is None or current.deleted
+    return WriteResult(store_version(tx, current, type_, id_, resource, "PUT"), created=created)
+
+
+def conditional_target(
+    tx: WriteTx, type_: str, params: list[tuple[str, str]], query: str, body_id: Any
+) -> tuple[str, bool]:
+    """(id to write, whether it matched) for PUT [type]?[criteria]: 412 when several match."""
+    matches = resolve(tx, type_, params, limit=2)
+    if len(matches) > 1:
+        raise precondition_failed(f"Criteria '{query}' match more than one {type_}: be more selective")
+    if matches:
+        id_ = matches[0][1]
+        if body_id is not None and body_id != id_:
+            raise invalid(f"The resource id '{body_id}' differs from the matched resource '{id_}'")
+        return id_, True
+    id_ = body_id or new_id()
+    current = tx.current(type_, id_)
+    if current is not None and not current.deleted:
+        raise invalid(f"{type_}/{id_} exists but does not match the criteria '{query}'")
+    return id_, False
 
 
 async def update(
@@ -36,13 +63,7 @@ async def update(
     if resource["id"] != id_:
         raise invalid(f"The resource id '{resource['id']}' differs from the URL's id '{id_}'", expression="id")
 
-    def run(tx: WriteTx) -> WriteResult:
-        current = tx.current(type_, id_)
-        check_version(current, if_match, f"{type_}/{id_}")
-        created = current is None or current.deleted
-        return WriteResult(store_version(tx, current, type_, id_, resource, "PUT"), created=created)
-
-    result = await store.write(run)
+    result = await store.write(lambda tx: update_in(tx, type_, id_, resource, if_match))
     ctx.after_write(result.stored)
     return result
 
@@ -59,21 +80,8 @@ async def conditional_update(
         raise invalid(f"'{body_id}' is not a valid resource id", expression="id")
 
     def run(tx: WriteTx) -> WriteResult:
-        matches = resolve(tx, type_, params, limit=2)
-        if len(matches) > 1:
-            raise precondition_failed(f"Criteria '{query}' match more than one {type_}: be more selective")
-        if matches:
-            id_ = matches[0][1]
-            if body_id is not None and body_id != id_:
-                raise invalid(f"The resource id '{body_id}' differs from the matched resource '{id_}'")
-            current = tx.current(type_, id_)
-            check_version(current, if_match, f"{type_}/{id_}")
-            return WriteResult(store_version(tx, current, type_, id_, resource, "PUT"), created=False)
-        id_ = body_id or new_id()
-        current = tx.current(type_, id_)
-        if current is not None and not current.deleted:
-            raise invalid(f"{type_}/{id_} exists but does not match the criteria '{query}'")
-        return WriteResult(store_version(tx, current, type_, id_, resource, "PUT"), created=True)
+        id_, _matched = conditional_target(tx, type_, params, query, body_id)
+        return update_in(tx, type_, id_, {**resource, "id": id_}, if_match)
 
     result = await store.write(run)
     ctx.after_write(result.stored)
