@@ -34,6 +34,8 @@ def build_capability_statement(
     implementation_guides: list[str] | None = None,
 ) -> dict[str, Any]:
     codes = {r.interaction for r in routes}
+    if "transaction" in codes:
+        codes.add("batch")  # one route serves both Bundle types
     resource_entries = []
     for type_ in sorted(resource_types):
         entry: dict[str, Any] = {

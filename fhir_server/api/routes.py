@@ -30,6 +30,7 @@ from fhir_server.api.http import (
     version_headers,
 )
 from fhir_server.api.operation_routes import instance_operation_route, type_operation_route
+from fhir_server.bundles.transaction import process_bundle
 from fhir_server.errors import invalid, issue, outcome, unsupported_media_type
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.fhir.summary import subset
@@ -261,6 +262,15 @@ async def search_compartment_route(request: Request, comp: str, id: str, type: s
     return fhir_response(request, body, 200, None, media)
 
 
+# -- batch / transaction -------------------------------------------------------------------
+async def bundle_route(request: Request) -> Response:
+    media = response_type(request)
+    body, _ = await read_body(request, context(request).settings.max_body_bytes)
+    wanted = prefer(request).get("return", "representation")
+    result = await process_bundle(context(request), storage(request), body, wanted)
+    return fhir_response(request, result, 200, None, media)
+
+
 # -- capabilities --------------------------------------------------------------------------
 async def metadata_route(request: Request) -> Response:
     media = response_type(request)
@@ -287,6 +297,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/metadata", "capabilities", metadata_route, "CapabilityStatement", "system"),
     *_operation_routes(),
     Route("GET", "/_history", "history-system", history_system_route, "History of all resources", "system"),
+    Route("POST", "", "transaction", bundle_route, "Batch or transaction Bundle", "system"),
+    Route("POST", "/", "transaction", bundle_route, "Batch or transaction Bundle", "system"),
     Route("GET", "", "search-system", search_system_route, "Search across types (_type)", "system"),
     Route("GET", "/", "search-system", search_system_route, "Search across types (_type)", "system"),
     Route("POST", "/_search", "search-system", search_system_route, "Search across types (form body)", "system"),

@@ -1,0 +1,180 @@
+"""Parse the entries of a batch or transaction Bundle into requests the server can run.
+
+https://hl7.org/fhir/R4/http.html#transaction
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from fhir_server.errors import FhirError, invalid, not_supported, too_large
+from fhir_server.fhir.json import loads
+from fhir_server.fhir.resource import valid_id
+from fhir_server.interactions.common import check_type
+from fhir_server.interactions.patch import FHIRPATH_PATCH, JSON_PATCH
+
+__all__ = ["BundleEntry", "annotate", "parse_bundle"]
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class BundleEntry:
+    index: int
+    method: str
+    type_: str
+    id_: str | None
+    vid: str | None
+    query: str | None  # criteria of a conditional entry, or a search/read's parameters
+    operation: str | None  # "_history" or "_search" suffixes
+    resource: dict[str, Any] | None
+    full_url: str | None
+    if_match: int | None
+    if_none_exist: str | None
+    patch_kind: str | None = None
+    url: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+def annotate(error: FhirError, entry: BundleEntry) -> FhirError:
+    """Point every issue of an entry's error at that entry."""
+    for item in error.issues:
+        item["diagnostics"] = f"{entry.where} ({entry.method} {entry.url}): {item.get('diagnostics', '')}"
+        item.setdefault("expression", [entry.where])
+    return error
+
+
+def parse_bundle(body: Any, base_url: str, max_entries: int) -> tuple[str, list[BundleEntry]]:
+    """(bundle type, entries) of a batch or transaction Bundle; 400 on any malformed entry."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise invalid("POST to the base URL takes a Bundle of type batch or transaction")
+    kind = body.get("type")
+    if kind not in ("batch", "transaction"):
+        raise invalid(f"Bundle.type must be batch or transaction, not {kind!r}", expression="Bundle.type")
+    raw_entries = body.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise invalid("Bundle.entry must be an array", expression="Bundle.entry")
+    if len(raw_entries) > max_entries:
+        raise too_large(f"The Bundle has {len(raw_entries)} entries; this server takes at most {max_entries}")
+    return kind, [_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)]
+
+
+def _entry(i: int, raw: Any, base_url: str) -> BundleEntry:
+    where = f"Bundle.entry[{i}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
+        raise invalid(f"{where} needs a request", expression=f"{where}.request")
+    request = raw["request"]
+    method = request.get("method")
+    if method not in _METHODS:
+        raise invalid(
+            f"{where}.request.method must be one of {', '.join(_METHODS)}", expression=f"{where}.request.method"
+        )
+    url = request.get("url")
+    if not isinstance(url, str) or not url:
+        raise invalid(f"{where}.request.url is required", expression=f"{where}.request.url")
+    resource = raw.get("resource")
+    if resource is not None and not isinstance(resource, dict):
+        raise invalid(f"{where}.resource must be a resource", expression=f"{where}.resource")
+    if method in ("POST", "PUT", "PATCH") and resource is None:
+        raise invalid(f"{where}: a {method} entry needs a resource", expression=f"{where}.resource")
+    type_, id_, vid, query, operation = _split_url(url, base_url, where)
+    entry = BundleEntry(
+        index=i,
+        method="GET" if method == "HEAD" else method,
+        type_=type_,
+        id_=id_,
+        vid=vid,
+        query=query,
+        operation=operation,
+        resource=resource,
+        full_url=raw.get("fullUrl"),
+        if_match=_version(request.get("ifMatch"), where),
+        if_none_exist=request.get("ifNoneExist"),
+        url=url,
+    )
+    _check_shape(entry)
+    if method == "PATCH":
+        entry.patch_kind, entry.resource = _patch_document(resource, where)
+    return entry
+
+
+def _split_url(url: str, base_url: str, where: str) -> tuple[str, str | None, str | None, str | None, str | None]:
+    if url.startswith(base_url + "/"):
+        url = url[len(base_url) + 1 :]
+    elif "://" in url:
+        raise not_supported(f"{where}.request.url {url} is not on this server")
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    query = parts.query if "?" in url else None
+    if not segments:
+        raise invalid(f"{where}.request.url names no resource type", expression=f"{where}.request.url")
+    type_ = segments[0]
+    try:
+        check_type(type_)
+    except FhirError:
+        raise invalid(
+            f"{where}.request.url: unknown resource type '{type_}'", expression=f"{where}.request.url"
+        ) from None
+    id_ = vid = operation = None
+    rest = segments[1:]
+    if rest and rest[0] in ("_history", "_search"):
+        operation, rest = rest[0], rest[1:]
+    elif rest:
+        id_, rest = rest[0], rest[1:]
+        if not valid_id(id_):
+            raise invalid(f"{where}.request.url: '{id_}' is not a valid id", expression=f"{where}.request.url")
+        if rest and rest[0] == "_history":
+            operation, rest = "_history", rest[1:]
+            if rest:
+                vid, rest = rest[0], rest[1:]
+    if rest or (operation == "_search"):
+        raise not_supported(f"{where}.request.url {url}: operations are not supported inside a Bundle")
+    return type_, id_, vid, query, operation
+
+
+def _check_shape(e: BundleEntry) -> None:
+    def bad(msg: str) -> FhirError:
+        return invalid(f"{e.where}: {msg}", expression=f"{e.where}.request.url")
+
+    if e.method == "POST" and (e.id_ or e.operation):
+        raise bad("POST goes to a resource type (Patient), not an instance")
+    if e.method in ("PUT", "PATCH", "DELETE") and (e.operation or e.vid):
+        raise bad(f"{e.method} goes to [type]/[id] or [type]?[criteria]")
+    if e.method in ("PUT", "PATCH", "DELETE") and not e.id_ and not e.query:
+        raise bad(f"{e.method} needs an id or search criteria")
+    if e.resource is not None and e.method in ("POST", "PUT") and e.resource.get("resourceType") != e.type_:
+        raise invalid(
+            f"{e.where}: the resource is a {e.resource.get('resourceType')}, the url says {e.type_}",
+            expression=f"{e.where}.resource",
+        )
+
+
+def _version(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    tag = str(value).strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise invalid(f"{where}.request.ifMatch {value} is not a version ETag", expression=f"{where}.request.ifMatch")
+    return int(tag)
+
+
+def _patch_document(resource: dict[str, Any], where: str) -> tuple[str, Any]:
+    """A PATCH entry carries a Parameters (FHIRPath Patch) or a Binary holding a JSON Patch."""
+    if resource.get("resourceType") == "Parameters":
+        return FHIRPATH_PATCH, resource
+    if resource.get("resourceType") == "Binary" and "json-patch" in str(resource.get("contentType", "")):
+        try:
+            return JSON_PATCH, loads(base64.b64decode(str(resource.get("data", "")), validate=True))
+        except (binascii.Error, ValueError):
+            raise invalid(f"{where}.resource.data is not base64 JSON", expression=f"{where}.resource.data") from None
+    raise invalid(
+        f"{where}: a PATCH entry holds a Parameters resource or a Binary with a JSON Patch",
+        expression=f"{where}.resource",
+    )
