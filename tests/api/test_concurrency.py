@@ -15,8 +15,9 @@ async def test_two_concurrent_updates_with_same_if_match_exactly_one_succeeds(cl
         statuses: list[int] = []
 
         async def put(gender: str, pid: str = pid) -> None:
-            r = await client.put(f"/Patient/{pid}", json={**PATIENT, "id": pid, "gender": gender},
-                                 headers={"If-Match": 'W/"1"'})
+            r = await client.put(
+                f"/Patient/{pid}", json={**PATIENT, "id": pid, "gender": gender}, headers={"If-Match": 'W/"1"'}
+            )
             statuses.append(r.status_code)
 
         async with anyio.create_task_group() as tg:
@@ -69,6 +70,7 @@ async def test_sqlite_group_commit_shares_commits_between_concurrent_writes(tmp_
     store = SqliteStorage(url)
     await store.start()
     try:
+
         def write(tx: WriteTx, n: int) -> int:
             return tx.put(None, "Basic", f"b{n}", 1, 1, "POST", b"{}")
 
@@ -91,6 +93,7 @@ async def test_sqlite_failed_write_in_a_group_does_not_undo_the_others(tmp_path)
     await store.start()
     results: dict[int, str] = {}
     try:
+
         def write(tx: WriteTx, n: int) -> int:
             tx.put(None, "Basic", f"b{n}", 1, 1, "POST", b"{}")
             if n % 2:

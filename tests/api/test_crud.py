@@ -129,9 +129,14 @@ async def test_vread_of_unknown_version_is_404(client: httpx.AsyncClient) -> Non
 
 async def test_every_r4_type_is_accepted_including_types_absent_from_r4b(client: httpx.AsyncClient) -> None:
     # EffectEvidenceSynthesis exists in R4 but not in R4B: validated by the R4 JSON schema.
-    ees = {"resourceType": "EffectEvidenceSynthesis", "status": "draft",
-           "population": {"reference": "Group/1"}, "exposure": {"reference": "EvidenceVariable/1"},
-           "exposureAlternative": {"reference": "EvidenceVariable/2"}, "outcome": {"reference": "EvidenceVariable/3"}}
+    ees = {
+        "resourceType": "EffectEvidenceSynthesis",
+        "status": "draft",
+        "population": {"reference": "Group/1"},
+        "exposure": {"reference": "EvidenceVariable/1"},
+        "exposureAlternative": {"reference": "EvidenceVariable/2"},
+        "outcome": {"reference": "EvidenceVariable/3"},
+    }
     r = await client.post("/EffectEvidenceSynthesis", json=ees)
     assert r.status_code == 201, r.text
     for type_ in ("CareTeam", "CarePlan", "ServiceRequest", "Task", "Consent", "Provenance"):

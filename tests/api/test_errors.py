@@ -12,7 +12,9 @@ async def _count_history(client: httpx.AsyncClient) -> int:
 
 
 async def test_malformed_json_is_400_naming_the_position(client: httpx.AsyncClient) -> None:
-    r = await client.post("/Patient", content=b'{"resourceType": "Patient",', headers={"content-type": "application/fhir+json"})
+    r = await client.post(
+        "/Patient", content=b'{"resourceType": "Patient",', headers={"content-type": "application/fhir+json"}
+    )
     assert r.status_code == 400
     assert "line 1" in r.json()["issue"][0]["diagnostics"]
     assert await _count_history(client) == 0
@@ -61,8 +63,10 @@ async def test_unknown_endpoint_and_method_answer_operation_outcome(client: http
 
 
 async def test_decimals_keep_their_precision(client: httpx.AsyncClient) -> None:
-    obs = (b'{"resourceType":"Observation","status":"final","code":{"text":"weight"},'
-           b'"valueQuantity":{"value":72.50,"unit":"kg"},"component":[{"code":{"text":"x"},"valueQuantity":{"value":1.000}}]}')
+    obs = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"weight"},'
+        b'"valueQuantity":{"value":72.50,"unit":"kg"},"component":[{"code":{"text":"x"},"valueQuantity":{"value":1.000}}]}'
+    )
     r = await client.post("/Observation", content=obs, headers={"content-type": "application/fhir+json"})
     assert r.status_code == 201, r.text
     read = await client.get(f"/Observation/{r.json()['id']}")

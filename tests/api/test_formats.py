@@ -42,8 +42,11 @@ async def test_pretty_indents(client: httpx.AsyncClient) -> None:
 
 
 async def test_summary_and_elements_on_read(client: httpx.AsyncClient) -> None:
-    body = {**PATIENT, "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Claire</div>'},
-            "maritalStatus": {"text": "single"}}
+    body = {
+        **PATIENT,
+        "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Claire</div>'},
+        "maritalStatus": {"text": "single"},
+    }
     pid = (await client.post("/Patient", json=body)).json()["id"]
     summary = (await client.get(f"/Patient/{pid}", params={"_summary": "true"})).json()
     assert "name" in summary and "maritalStatus" not in summary and "text" not in summary

@@ -22,10 +22,19 @@ async def test_json_patch_creates_a_new_version(client: httpx.AsyncClient) -> No
 
 async def test_fhirpath_patch_with_parameters_body(client: httpx.AsyncClient) -> None:
     pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
-    params = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
-        {"name": "type", "valueCode": "replace"},
-        {"name": "path", "valueString": "Patient.birthDate"},
-        {"name": "value", "valueDate": "1981-02-03"}]}]}
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Patient.birthDate"},
+                    {"name": "value", "valueDate": "1981-02-03"},
+                ],
+            }
+        ],
+    }
     r = await client.patch(f"/Patient/{pid}", json=params, headers={"content-type": "application/fhir+json"})
     assert r.status_code == 200, r.text
     assert r.json()["birthDate"] == "1981-02-03"
@@ -44,7 +53,9 @@ async def test_patch_errors(client: httpx.AsyncClient) -> None:
     pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
     r = await client.patch(f"/Patient/{pid}", json={"op": "add"}, headers=JSON_PATCH)
     assert r.status_code == 400
-    r = await client.patch(f"/Patient/{pid}", json=[{"op": "test", "path": "/gender", "value": "male"}], headers=JSON_PATCH)
+    r = await client.patch(
+        f"/Patient/{pid}", json=[{"op": "test", "path": "/gender", "value": "male"}], headers=JSON_PATCH
+    )
     assert r.status_code == 422
     r = await client.patch(f"/Patient/{pid}", json=[{"op": "replace", "path": "/id", "value": "x"}], headers=JSON_PATCH)
     assert r.status_code == 422

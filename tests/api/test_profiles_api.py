@@ -33,8 +33,10 @@ async def test_resource_claiming_a_profile_is_validated_on_write(client: httpx.A
     r = await client.put(f"/Patient/{patient['id']}", json=_bad_nir(patient))
     assert r.status_code == 422
     issues = r.json()["issue"]
-    assert any("key" in i["diagnostics"].lower() and "Patient.identifier[0]" in " ".join(i.get("expression", []))
-               for i in issues), issues
+    assert any(
+        "key" in i["diagnostics"].lower() and "Patient.identifier[0]" in " ".join(i.get("expression", []))
+        for i in issues
+    ), issues
     assert (await client.get(f"/Patient/{patient['id']}")).json()["meta"]["versionId"] == "1"
 
 
@@ -43,8 +45,9 @@ async def test_required_profiles_apply_without_a_claim(client_factory: Any) -> N
         r = await client.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "Sans INS"}]})
         assert r.status_code == 422
         assert r.json()["resourceType"] == "OperationOutcome"
-        r = await client.post("/Observation", json={"resourceType": "Observation", "status": "final",
-                                                    "code": {"text": "x"}})
+        r = await client.post(
+            "/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+        )
         assert r.status_code == 201
 
 
@@ -66,9 +69,13 @@ async def test_validate_operation_answers_200_with_the_verdict(client: httpx.Asy
     r = await client.post("/Patient/$validate", json=_bad_nir(patient))
     assert r.status_code == 200
     assert any(i["severity"] == "error" for i in r.json()["issue"])
-    params = {"resourceType": "Parameters", "parameter": [
-        {"name": "resource", "resource": {"resourceType": "Patient", "name": [{"family": "x"}]}},
-        {"name": "profile", "valueUri": INS}]}
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": {"resourceType": "Patient", "name": [{"family": "x"}]}},
+            {"name": "profile", "valueUri": INS},
+        ],
+    }
     r = await client.post("/Patient/$validate", json=params)
     assert r.status_code == 200 and any(i["severity"] == "error" for i in r.json()["issue"])
 
@@ -102,12 +109,22 @@ async def test_terminology_operations(client: httpx.AsyncClient) -> None:
 
 
 async def test_concept_map_posted_at_run_time_is_used_by_translate(client: httpx.AsyncClient) -> None:
-    cm = {"resourceType": "ConceptMap", "url": "https://example.org/cm/civilite", "status": "active",
-          "group": [{"source": "urn:src", "target": "urn:tgt",
-                     "element": [{"code": "M", "target": [{"code": "MR", "equivalence": "equivalent"}]}]}]}
+    cm = {
+        "resourceType": "ConceptMap",
+        "url": "https://example.org/cm/civilite",
+        "status": "active",
+        "group": [
+            {
+                "source": "urn:src",
+                "target": "urn:tgt",
+                "element": [{"code": "M", "target": [{"code": "MR", "equivalence": "equivalent"}]}],
+            }
+        ],
+    }
     assert (await client.post("/ConceptMap", json=cm)).status_code == 201
-    r = await client.get("/ConceptMap/$translate",
-                         params={"url": "https://example.org/cm/civilite", "system": "urn:src", "code": "M"})
+    r = await client.get(
+        "/ConceptMap/$translate", params={"url": "https://example.org/cm/civilite", "system": "urn:src", "code": "M"}
+    )
     assert r.status_code == 200, r.text
     result = {p["name"]: p for p in r.json()["parameter"]}
     assert result["result"]["valueBoolean"] is True
@@ -123,8 +140,9 @@ async def test_conformance_resources_are_stored_readable_and_searchable(client_f
         careplan = next(x for x in cs["rest"][0]["resource"] if x["type"] == "CarePlan")
         assert f"{COORD}/StructureDefinition/coord-careplan" in careplan["supportedProfile"]
         assert cs["implementationGuide"] == [f"{COORD}/ImplementationGuide/coordination"]
-        assert {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"} in \
-            cs["rest"][0]["operation"]
+        assert {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"} in cs[
+            "rest"
+        ][0]["operation"]
 
 
 async def test_example_pathway_loads_and_validates(client_factory: Any) -> None:

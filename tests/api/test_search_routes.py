@@ -9,8 +9,12 @@ from tests.api.test_crud import PATIENT
 
 async def _setup(client: httpx.AsyncClient) -> str:
     pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
-           "subject": {"reference": f"Patient/{pid}"}}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": f"Patient/{pid}"},
+    }
     await client.post("/Observation", json=obs)
     await client.post("/Observation", json={**obs, "subject": {"reference": "Patient/other"}})
     return pid
