@@ -126,11 +126,16 @@ class ProfileValidator:
         self.url = url
         self.type = sd.get("type") or elements[0]["path"]
         self.kind = sd.get("kind", "")
-        self.root = self._build(elements)
+        self.by_id: dict[str, Rule] = {}
+        # A contentReference names the element as its type defines it, not as this profile
+        # constrained it, so a profile resolves it in the compiled base definition.
+        base = None
+        if sd.get("derivation") == "constraint" and url != CORE + self.type:
+            base = registry.validator(CORE + self.type)
+        self.root = self._build(elements, self.by_id, base.by_id if base is not None else None)
 
     @staticmethod
-    def _build(elements: list[dict[str, Any]]) -> Rule:
-        by_id: dict[str, Rule] = {}
+    def _build(elements: list[dict[str, Any]], by_id: dict[str, Rule], base: dict[str, Rule] | None) -> Rule:
         root = by_id.setdefault(elements[0]["id"], _rule(elements[0]))
         for el in elements[1:]:
             rule = _rule(el)
@@ -146,8 +151,8 @@ class ProfileValidator:
             if parent is not None:
                 parent.children.append(rule)
         for rule in by_id.values():
-            if rule.content_ref:
-                target = by_id.get(rule.content_ref.lstrip("#").split("#")[-1])
+            if rule.content_ref and not rule.children:
+                target = (base if base is not None else by_id).get(rule.content_ref.split("#")[-1])
                 if target is not None:
                     rule.children, rule.invariants = target.children, rule.invariants + target.invariants
             rule.child_names = frozenset(c.name for c in rule.children if not c.choice)

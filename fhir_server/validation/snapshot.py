@@ -58,6 +58,8 @@ def _rebase(element: Element, old_root: str, new_root: str) -> Element:
 class _Builder:
     def __init__(self, elements: list[Element], resolve: SnapshotResolver) -> None:
         self.elements = elements
+        # A contentReference means the base's structure, not what this differential made of it.
+        self.original = [dict(el) for el in elements]
         self.resolve = resolve
 
     def index(self, element_id: str) -> int | None:
@@ -165,7 +167,14 @@ class _Builder:
         i = self.index(element_id)
         assert i is not None
         element = self.elements[i]
-        children = self._type_children(element)
+        if element.get("contentReference"):
+            children = self._referenced(element)
+            # The element now carries its own copy of the structure it referred to.
+            element = {k: v for k, v in element.items() if k != "contentReference"}
+            element["type"] = [{"code": "BackboneElement"}]
+            self.elements[i] = element
+        else:
+            children = self._type_children(element)
         if children is None:
             return
         root = children[0]["id"]
@@ -176,6 +185,17 @@ class _Builder:
             new["path"] = strip_slices(new["id"])
             copies.append(new)
         self.elements[i + 1 : i + 1] = copies
+
+    def _referenced(self, element: Element) -> list[Element] | None:
+        """`#Questionnaire.item`: that element and its descendants, as a datatype's snapshot would be."""
+        target = str(element["contentReference"]).split("#")[-1]
+        ids = [el["id"] for el in self.original]
+        if target not in ids:
+            return None
+        start = end = ids.index(target)
+        while end + 1 < len(ids) and ids[end + 1].startswith(target + "."):
+            end += 1
+        return self.original[start : end + 1]
 
     def _type_children(self, element: Element) -> list[Element] | None:
         types = element.get("type") or []
@@ -221,6 +241,10 @@ def _merge(target: Element, diff: Element) -> None:
                 copy.deepcopy(c) for c in value
             ]
         elif key.startswith(("fixed", "pattern")):
+            inherited = target.get(key)
+            if key.startswith("fixed") and inherited is not None and inherited != value:
+                # A derived profile may narrow what its base allows, never contradict a fixed value.
+                raise processing(f"{target['id']}: {key} {value!r} contradicts the inherited fixed value {inherited!r}")
             for old in [k for k in target if k.startswith(("fixed", "pattern"))]:
                 del target[old]
             target[key] = copy.deepcopy(value)

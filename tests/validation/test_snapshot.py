@@ -189,3 +189,28 @@ def test_regenerated_snapshots_of_core_constraint_definitions_match_the_publishe
                 mismatches.append((url, el_id, "type"))
     assert checked > 300
     assert mismatches == []
+
+
+def test_path_below_a_content_reference_expands_the_referenced_base_structure(registry: ConformanceRegistry) -> None:
+    registry.add(profile("q-nested", "Questionnaire", [
+        {"id": "Questionnaire.item", "path": "Questionnaire.item", "min": 1},
+        {"id": "Questionnaire.item.item.text", "path": "Questionnaire.item.item.text", "min": 1},
+    ]))
+    els = by_id(registry, BASE + "q-nested")
+    assert els["Questionnaire.item.item.text"]["min"] == 1
+    assert "contentReference" not in els["Questionnaire.item.item"]
+    # The copy is the base's item, not this profile's (whose min is 1).
+    assert els["Questionnaire.item.item"]["min"] == 0
+    assert els["Questionnaire.item.item.item"]["contentReference"] == "#Questionnaire.item"
+
+
+def test_contradicting_an_inherited_fixed_value_is_rejected(registry: ConformanceRegistry) -> None:
+    registry.add(profile("ext-fixed-base", "Extension", [
+        {"id": "Extension.url", "path": "Extension.url", "fixedUri": BASE + "ext-fixed-base"},
+    ]))
+    registry.add(profile("ext-fixed", "Extension", [
+        {"id": "Extension.url", "path": "Extension.url", "fixedUri": BASE + "ext-other"},
+    ], base=BASE + "ext-fixed-base"))
+    with pytest.raises(FhirError) as caught:
+        registry.snapshot(BASE + "ext-fixed")
+    assert "contradicts" in str(caught.value)
