@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -15,10 +17,9 @@ __all__ = ["HistoryEntry", "Storage", "StoredResource", "WriteTx", "migrate", "o
 
 def migrate(database_url: str) -> None:
     """Apply every Alembic migration to the database (idempotent)."""
-    if make_url(database_url).get_backend_name() == "sqlite":
-        from fhir_server.storage.sqlite import SqliteStorage
-
-        SqliteStorage(database_url, readers=1).read_engine.dispose()  # creates the folder
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(database_url, poolclass=NullPool)
     try:
         upgrade(engine)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, insert, select, update
 
 from fhir_server.storage.schema import resource, resource_history
 
@@ -238,12 +238,3 @@ def read_history(
     stmt = select(*_HISTORY_COLUMNS).where(*conds).order_by(h.c.seq.desc()).limit(limit)
     return [HistoryEntry(*row) for row in conn.execute(stmt)]
 
-
-def count_history(conn: Connection, type_: str | None, id_: str | None) -> int:
-    h = resource_history
-    conds = []
-    if type_ is not None:
-        conds.append(h.c.res_type == type_)
-    if id_ is not None:
-        conds.append(h.c.res_id == id_)
-    return int(conn.execute(select(func.count()).select_from(h).where(*conds)).scalar_one())

@@ -5,7 +5,8 @@ Revises: 0001
 
 The tables are the ones declared in `fhir_server.storage.index_schema` (created from those
 objects, so the migration and the code cannot disagree); creating `idx_fulltext` also runs its
-dialect DDL: the FTS5 mirror and triggers on SQLite, GIN indexes on PostgreSQL.
+dialect DDL: the FTS5 mirror and triggers on SQLite, GIN indexes on PostgreSQL. It also adds
+`ix_resource_type_rid` on the resource table (rows of a type in rid order, for paging).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def upgrade() -> None:
     bind = op.get_bind()
     for table in _TABLES:
         table.create(bind)
+    s.ix_resource_type_rid.create(bind)
 
 
 def downgrade() -> None:
     bind = op.get_bind()
+    s.ix_resource_type_rid.drop(bind)
     for table in reversed(_TABLES):
         table.drop(bind)
