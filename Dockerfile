@@ -14,6 +14,7 @@ COPY profiles /app/profiles
 WORKDIR /app
 USER fhir
 ENV FHIR_DATABASE_URL=sqlite:////data/fhir.db \
+    FHIR_PROFILES_DIR=/app/profiles \
     PYTHONUNBUFFERED=1
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
