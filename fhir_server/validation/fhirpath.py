@@ -99,8 +99,15 @@ class Invariant:
         from fhirpathpy.engine.nodes import ResourceNode
 
         node = ResourceNode.create_node(value, type_path)  # type: ignore[no-untyped-call]
+        variables = {"context": node, "resource": resource, "rootResource": root}
+        if "%" in self.expression:
+            # Typed nodes, so that `%resource.type()` and `%resource.ofType(...)` work.
+            for name in ("resource", "rootResource"):
+                if isinstance(variables[name], dict) and isinstance(variables[name].get("resourceType"), str):
+                    variables[name] = ResourceNode.create_node(  # type: ignore[no-untyped-call]
+                        variables[name], variables[name]["resourceType"])
         try:
-            result = self.fn(node, {"resource": resource, "rootResource": root})
+            result = self.fn(node, variables)
         except Exception as exc:  # noqa: BLE001 - engine gaps surface as arbitrary exceptions
             # A missing function fails on every instance: stop trying. Anything else may be this
             # instance's fault (a malformed date reported elsewhere), so only this evaluation is lost.

@@ -265,7 +265,7 @@ def check_items(child: Rule, items: list[Item], path: str, ctx: Ctx) -> None:
 def check_extension(child: Rule, item: Item, ctx: Ctx) -> None:
     value, _, path, _ = item
     url = value.get("url") if isinstance(value, dict) else None
-    definition = ctx.registry.validator(url) if isinstance(url, str) and "|" not in url else None
+    definition = ctx.validator(url) if isinstance(url, str) and "|" not in url else None
     if definition is not None and definition.type == "Extension":
         _check_complex(definition.root, value, path, "Extension", ctx)
         return
@@ -311,7 +311,7 @@ def check_value(rule: Rule, item: Item, ctx: Ctx) -> None:
         type_path = code if code and code not in ("BackboneElement", "Element") else rule.path
         _check_invariants(rule.invariants, value, type_path, path, ctx)
         if code and code not in ("BackboneElement", "Element"):
-            base = ctx.registry.validator(CORE + code)
+            base = ctx.validator(CORE + code)
             if base is not None:
                 _check_invariants(base.root.invariants, value, code, path, ctx, skip=rule.invariants)
         walk_object(rule, value, path, ctx)
@@ -335,10 +335,10 @@ def _type_validator(rule: Rule, code: str, ctx: Ctx) -> ProfileValidator | None:
     for t in rule.types:
         if t.code == code:
             for url in t.profiles:
-                found = ctx.registry.validator(url)
+                found = ctx.validator(url)
                 if found is not None:
-                    return found  # type: ignore[no-any-return]
-    return ctx.registry.validator(CORE + code)  # type: ignore[no-any-return]
+                    return found
+    return ctx.validator(CORE + code)
 
 
 def _check_complex(root: Rule, value: dict[str, Any], path: str, code: str, ctx: Ctx,
@@ -356,7 +356,7 @@ def _check_ext1(value: dict[str, Any], path: str, ctx: Ctx) -> None:
 
 
 def _check_primitive_extensions(ext: dict[str, Any], path: str, ctx: Ctx) -> None:
-    element = ctx.registry.validator(CORE + "Element")
+    element = ctx.validator(CORE + "Element")
     if element is not None:
         walk_object(element.root, ext, path, ctx)
 
@@ -371,15 +371,41 @@ def check_nested_resource(rule: Rule, value: dict[str, Any], path: str, ctx: Ctx
     if codes and rtype not in codes:
         ctx.add("error", "structure", f"A {rtype} is not allowed here (expected {' | '.join(sorted(codes))})", path)
         return
+    contained = rule.path.endswith(".contained")
     profiles = [p for t in rule.types for p in t.profiles]
-    validator = next((v for p in profiles if (v := ctx.registry.validator(p)) is not None), None)
-    validator = validator or ctx.registry.validator(url)
-    outer = ctx.resource
-    ctx.resource = value
+    if not profiles and not contained:
+        # A Bundle entry or a Parameters resource stands alone: its own claims apply, as on a write.
+        meta = value.get("meta")
+        claimed = _list(meta.get("profile")) if isinstance(meta, dict) else []
+        profiles = [p for p in claimed if isinstance(p, str) and ctx.registry.structure_definition(p) is not None]
+    validators = [v for p in profiles if (v := ctx.validator(p)) is not None and v.type == rtype]
+    base = ctx.validator(url)
+    if not validators and base is None:
+        return
+    # %rootResource is the container only for contained resources; an entry is its own root.
+    outer = ctx.resource, ctx.root
+    ctx.resource, ctx.root = value, (ctx.root if contained else value)
     try:
-        validator.check_resource(value, path, ctx)
+        _check_any(validators or [base] if base is not None else validators, value, path, ctx)
     finally:
-        ctx.resource = outer
+        ctx.resource, ctx.root = outer
+
+
+def _check_any(validators: list[ProfileValidator], value: dict[str, Any], path: str, ctx: Ctx) -> None:
+    """Several type profiles mean "any of them": the issues of the best-conforming one are kept."""
+    if len(validators) == 1:
+        validators[0].check_resource(value, path, ctx)
+        return
+    best: list[dict[str, Any]] | None = None
+    for validator in validators:
+        sub = Ctx(ctx.registry, ctx.resource, ctx.root)
+        validator.check_resource(value, path, sub)
+        errors = sum(1 for i in sub.issues if i["severity"] == "error")
+        if best is None or errors < sum(1 for i in best if i["severity"] == "error"):
+            best = sub.issues
+        if not errors:
+            break
+    ctx.issues.extend(best or [])
 
 
 def _check_invariants(invariants: list[Invariant], value: Any, type_path: str, path: str, ctx: Ctx,
@@ -464,7 +490,16 @@ class Ctx:
     def add(self, severity: str, code: str, diagnostics: str, path: str | None) -> None:
         self.issues.append(_issue(severity, code, diagnostics, path))
 
-    def once(self, key: str, severity: str, code: str, diagnostics: str, path: str) -> None:
+    def validator(self, url: str) -> ProfileValidator | None:
+        """A compiled definition met during the walk; a broken one is reported once, then ignored."""
+        try:
+            return self.registry.validator(url)  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - a broken profile is the profile's fault, not the resource's
+            message = str(exc) if isinstance(exc, FhirError) else f"{type(exc).__name__}: {exc}"
+            self.once(f"broken:{url}", "error", "processing", f"Profile {url} cannot be used: {message}", None)
+            return None
+
+    def once(self, key: str, severity: str, code: str, diagnostics: str, path: str | None) -> None:
         if key not in self._told:
             self._told.add(key)
             self.add(severity, code, diagnostics, path)
@@ -741,7 +776,7 @@ def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx) -> boo
         return bool(actual & set(exp)) if actual else None
     if kind == "profiles":
         for url in exp:
-            target = ctx.registry.validator(url)
+            target = ctx.validator(url)
             if target is None:
                 continue
             sub = Ctx(ctx.registry, ctx.resource, ctx.root)
@@ -767,7 +802,7 @@ def _expectation(s: Rule, dpath: str, dtype: str, ctx: Ctx) -> tuple[str, Any] |
             profiles = [p for t in node.types for p in t.profiles]
             if part == "url" and node.types[0].code == "Extension" and profiles:
                 return ("fixed", profiles[0].split("|")[0])
-            target = next((v for p in profiles if (v := ctx.registry.validator(p)) is not None), None)
+            target = next((v for p in profiles if (v := ctx.validator(p)) is not None), None)
             if target is not None:
                 nxt = next((c for c in target.root.children if c.name == part), None)
         node = nxt
