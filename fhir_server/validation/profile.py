@@ -58,6 +58,8 @@ class Rule:
     pattern: Any = None
     binding: tuple[str, str] | None = None
     max_length: int | None = None
+    min_value: Any = None
+    max_value: Any = None
     invariants: list[Invariant] = field(default_factory=list)
     children: list[Rule] = field(default_factory=list)
     slicing: Slicing | None = None
@@ -102,6 +104,13 @@ def _rule(el: dict[str, Any]) -> Rule:
             rule.fixed = value
         elif key.startswith("pattern"):
             rule.pattern = value
+        elif key.startswith("minValue"):
+            rule.min_value = value
+        elif key.startswith("maxValue"):
+            rule.max_value = value
+    if el.get("base", {}).get("path") == "Resource.id":
+        # The JSON type of Resource.id is string, but its content must be a FHIR id.
+        rule.types = [TypeRef("id")]
     binding = el.get("binding")
     if binding and binding.get("valueSet") and binding.get("strength") in ("required", "extensible"):
         rule.binding = (binding["strength"], binding["valueSet"])
@@ -285,6 +294,8 @@ def check_value(rule: Rule, item: Item, ctx: Ctx) -> None:
         return
     if code and (code[0].islower() or code == "xhtml"):
         well_formed = check_primitive(code, value, path, ctx, rule.max_length)
+        if well_formed and (rule.min_value is not None or rule.max_value is not None):
+            check_bounds(rule, value, path, ctx)
         check_fixed_pattern(rule, value, path, ctx)
         check_binding(rule, code, value, path, ctx)
         if rule.invariants and well_formed:
@@ -303,6 +314,8 @@ def check_value(rule: Rule, item: Item, ctx: Ctx) -> None:
         check_binding(rule, code, value, path, ctx)
         if code == "Reference":
             check_reference(rule.types, value, path, ctx)
+        elif code == "Quantity" and (rule.min_value is not None or rule.max_value is not None):
+            check_bounds(rule, value, path, ctx)
         elif code == "Identifier":
             check_identifier(value, path, ctx)
         elif code == "Extension":
@@ -424,6 +437,8 @@ def _check_invariants(invariants: list[Invariant], value: Any, type_path: str, p
             holds = _ref1(value, ctx.root)
         elif inv.key == "rng-2":
             holds = _rng2(value)
+        elif inv.key in ("txt-1", "txt-2") and isinstance(value, str):
+            holds = _xhtml_safe(value) if inv.key == "txt-1" else _xhtml_has_content(value)
         else:
             holds = inv.holds(value, type_path, ctx.resource, ctx.root)
         if holds is False:
@@ -438,6 +453,35 @@ def _ref1(value: Any, root: Any) -> bool:
         return True
     contained = _list(root.get("contained")) if isinstance(root, dict) else []
     return any(isinstance(c, dict) and c.get("id") == ref[1:] for c in contained)
+
+
+# Narrative XHTML may use the basic HTML formatting elements only (R4 narrative.html#Narrative):
+# no scripts, forms, frames, objects, head/body, external links or event attributes.
+_XHTML_ELEMENTS = frozenset(
+    "a abbr acronym address b bdo big blockquote br caption cite code col colgroup dd dfn div dl dt em h1 h2 h3 "
+    "h4 h5 h6 hr i img kbd li map area ol p pre q samp small span strong sub sup table tbody td tfoot th thead tr "
+    "tt ul var".split()
+)
+_TAG = re.compile(r"<\s*/?\s*([A-Za-z][\w:.-]*)([^>]*)>")
+_EVENT_ATTRIBUTE = re.compile(r"(^|\s)on[a-z]+\s*=", re.IGNORECASE)
+_SCRIPT_URL = re.compile(r"(href|src)\s*=\s*[\"']?\s*(javascript|vbscript|data):", re.IGNORECASE)
+
+
+def _xhtml_safe(div: str) -> bool:
+    """txt-1 natively: only basic formatting elements, no event attributes nor script URLs."""
+    for match in _TAG.finditer(div):
+        name = match.group(1).split(":")[-1].lower()
+        if name not in _XHTML_ELEMENTS:
+            return False
+        attributes = match.group(2)
+        if _EVENT_ATTRIBUTE.search(attributes) or _SCRIPT_URL.search(attributes):
+            return False
+    return True
+
+
+def _xhtml_has_content(div: str) -> bool:
+    """txt-2 natively: some non-whitespace text, or an image."""
+    return bool(_TAG.sub("", div).strip()) or "<img" in div.lower()
 
 
 def _rng2(value: Any) -> bool | None:
@@ -552,6 +596,30 @@ def check_primitive(code: str, value: Any, path: str, ctx: Ctx, max_length: int 
 def _show(value: Any) -> str:
     text = repr(value) if not isinstance(value, str) else f"'{value}'"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _comparable(value: Any, bound: Any) -> tuple[Any, Any] | None:
+    """Both sides as comparable values, or None (different units, precisions or kinds)."""
+    if isinstance(value, dict) and isinstance(bound, dict):
+        if (value.get("system"), value.get("code")) != (bound.get("system"), bound.get("code")):
+            return None  # needs UCUM conversion
+        value, bound = value.get("value"), bound.get("value")
+    if isinstance(value, bool) or isinstance(bound, bool):
+        return None
+    if isinstance(value, int | Decimal) and isinstance(bound, int | Decimal):
+        return value, bound
+    if isinstance(value, str) and isinstance(bound, str) and len(value) == len(bound):
+        return value, bound  # ISO dates and times of one precision order as text
+    return None
+
+
+def check_bounds(rule: Rule, value: Any, path: str, ctx: Ctx) -> None:
+    for bound, below in ((rule.min_value, True), (rule.max_value, False)):
+        pair = _comparable(value, bound) if bound is not None else None
+        if pair is not None and (pair[0] < pair[1] if below else pair[0] > pair[1]):
+            shown = bound.get("value") if isinstance(bound, dict) else bound
+            ctx.add("error", "value", f"Value is {'below the minimum' if below else 'above the maximum'} {shown}",
+                    path)
 
 
 def matches_pattern(pattern: Any, value: Any) -> bool:

@@ -257,3 +257,48 @@ def test_invariant_fails_on_an_instance_holding_none_of_the_elements_it_reads(re
     assert sorted((i["severity"], i["expression"][0], i["diagnostics"][:5]) for i in found) == [
         ("error", "Patient.contact[0]", "pat-1"), ("error", "Patient.contact[1]", "pat-1"),
         ("warning", "Patient.contact[0]", "tst-2"), ("warning", "Patient.contact[1]", "tst-2")]
+
+
+def test_min_and_max_values_bound_numbers_dates_and_same_unit_quantities() -> None:
+    reg = ConformanceRegistry(profiles_dir=None)
+    reg.add(sd("bounded", "Observation", [
+        {"id": "Observation.valueQuantity", "path": "Observation.valueQuantity",
+         "minValueQuantity": {"value": 0, "system": "http://unitsofmeasure.org", "code": "kg"},
+         "maxValueQuantity": {"value": 300, "system": "http://unitsofmeasure.org", "code": "kg"}},
+        {"id": "Observation.effective[x]", "path": "Observation.effective[x]", "type": [{"code": "date"}],
+         "minValueDate": "2000-01-01"},
+    ]))
+
+    def paths(weight: Any, unit: str = "kg", day: str = "2020-01-01") -> list[str]:
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"}, "effectiveDate": day,
+               "valueQuantity": {"value": weight, "system": "http://unitsofmeasure.org", "code": unit}}
+        return [i["expression"][0] for i in reg.validate(obs, [BASE + "bounded"]) if i["severity"] == "error"]
+
+    assert paths(Decimal("72.5")) == []
+    assert paths(-1) == ["Observation.value"] and paths(301) == ["Observation.value"]
+    assert paths(301000, unit="g") == []  # another unit needs UCUM conversion: not compared
+    assert paths(72, day="1999-12-31") == ["Observation.effective"]
+
+
+def test_resource_id_must_be_a_fhir_id(registry: ConformanceRegistry) -> None:
+    assert issues(registry, patient(id="ok-1.2")) == []
+    assert issues(registry, patient(id="not/ok")) == [("error", "Patient.id")]
+
+
+@pytest.mark.parametrize("div", [
+    '<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script>x</div>',
+    '<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="steal()">x</p></div>',
+    '<div xmlns="http://www.w3.org/1999/xhtml"><a href="javascript:steal()">x</a></div>',
+    '<div xmlns="http://www.w3.org/1999/xhtml"><iframe src="https://evil.example"></iframe>x</div>',
+])
+def test_narrative_with_unsafe_html_is_rejected(registry: ConformanceRegistry, div: str) -> None:
+    found = issues(registry, patient(text={"status": "generated", "div": div}))
+    assert found == [("error", "Patient.text.div")]
+
+
+def test_narrative_must_have_content(registry: ConformanceRegistry) -> None:
+    empty = patient(text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"> <p/> </div>'})
+    assert issues(registry, empty) == [("error", "Patient.text.div")]
+    fine = ('<div xmlns="http://www.w3.org/1999/xhtml"><table><tr><td><b>Né</b> le 1<sup>er</sup></td></tr>'
+            "</table></div>")
+    assert issues(registry, patient(text={"status": "generated", "div": fine})) == []

@@ -24,6 +24,10 @@ KNOWN_BROKEN = {
     ("Observation", "clinical-gender"): "performer references an Encounter",
     ("Questionnaire", "bb"): "que-7: an 'exists' enableWhen with a non-boolean answer",
     ("Questionnaire", "qs1"): "nested items without the required linkId",
+    ("ActivityDefinition", "blood-tubes-supply"): "txt-2: empty narrative div",
+    ("ActivityDefinition", "heart-valve-replacement"): "txt-2: empty narrative div",
+    ("EventDefinition", "example"): "txt-2: empty narrative div",
+    ("Questionnaire", "zika-virus-exposure-assessment"): "txt-2: narrative div holds only an empty <pre>",
 }
 
 
