@@ -2,6 +2,8 @@
 
 https://hl7.org/fhir/R4/conformance-rules.html#constraints
 
+A few base invariants are implemented natively (`NATIVE`, at the end of this module).
+
 fhirpathpy lacks a few functions the R4 invariants use (`hasValue()`, `htmlChecks()`,
 `conformsTo()`); they are supplied here. An expression that fhirpathpy still cannot parse or
 evaluate is skipped, never reported as a violation, and recorded in `SKIPPED` (documented in
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Invariant", "SKIPPED", "compile_invariant", "evaluate_path"]
+__all__ = ["NATIVE", "Invariant", "SKIPPED", "compile_invariant", "evaluate_path"]
 
 # Expression text -> reason it could not be used. Shared by all registries: it only records gaps.
 SKIPPED: dict[str, str] = {}
@@ -177,3 +179,95 @@ def evaluate_path(value: Any, path: str) -> list[Any]:
                 step.extend(child if isinstance(child, list) else [child])
         current = step
     return current
+
+
+# -- base invariants implemented natively -------------------------------------------------------
+# Either fhirpathpy cannot evaluate them (dom-3, rng-2, txt-*) or they run on so many elements
+# (ref-1 on every Reference) that the FHIRPath engine would dominate validation time.
+def _ref1(value: Any, root: Any) -> bool:
+    """ref-1 natively (it runs on every Reference): a local reference names a contained resource."""
+    ref = value.get("reference") if isinstance(value, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("#") or ref == "#":
+        return True
+    contained = root.get("contained") if isinstance(root, dict) else None
+    contained = contained if isinstance(contained, list) else []
+    return any(isinstance(c, dict) and c.get("id") == ref[1:] for c in contained)
+
+
+# Narrative XHTML may use the basic HTML formatting elements only (R4 narrative.html#Narrative):
+# no scripts, forms, frames, objects, head/body, external links or event attributes.
+_XHTML_ELEMENTS = frozenset(
+    "a abbr acronym address b bdo big blockquote br caption cite code col colgroup dd dfn div dl dt em h1 h2 h3 "
+    "h4 h5 h6 hr i img kbd li map area ol p pre q samp small span strong sub sup table tbody td tfoot th thead tr "
+    "tt ul var".split()
+)
+_TAG = re.compile(r"<\s*/?\s*([A-Za-z][\w:.-]*)([^>]*)>")
+_EVENT_ATTRIBUTE = re.compile(r"(^|\s)on[a-z]+\s*=", re.IGNORECASE)
+_SCRIPT_URL = re.compile(r"(href|src)\s*=\s*[\"']?\s*(javascript|vbscript|data):", re.IGNORECASE)
+
+
+def _xhtml_safe(div: Any, root: Any = None) -> bool:
+    """txt-1 natively: only basic formatting elements, no event attributes nor script URLs."""
+    if not isinstance(div, str):
+        return True
+    for match in _TAG.finditer(div):
+        name = match.group(1).split(":")[-1].lower()
+        if name not in _XHTML_ELEMENTS:
+            return False
+        attributes = match.group(2)
+        if _EVENT_ATTRIBUTE.search(attributes) or _SCRIPT_URL.search(attributes):
+            return False
+    return True
+
+
+def _xhtml_has_content(div: Any, root: Any = None) -> bool:
+    """txt-2 natively: some non-whitespace text, or an image."""
+    if not isinstance(div, str):
+        return True
+    return bool(_TAG.sub("", div).strip()) or "<img" in div.lower()
+
+
+def _rng2(value: Any, root: Any = None) -> bool | None:
+    """rng-2 natively (fhirpathpy cannot compare Quantities): low <= high when both are comparable."""
+    low, high = (value.get("low"), value.get("high")) if isinstance(value, dict) else (None, None)
+    if not isinstance(low, dict) or not isinstance(high, dict):
+        return True
+    lv, hv = low.get("value"), high.get("value")
+    if lv is None or hv is None or isinstance(lv, bool) or isinstance(hv, bool):
+        return True
+    if (low.get("code"), low.get("system")) != (high.get("code"), high.get("system")):
+        return None  # different units: needs UCUM conversion
+    try:
+        return bool(lv <= hv)
+    except TypeError:
+        return None
+
+
+def _dom3(resource: Any, root: Any = None) -> bool:
+    """dom-3 natively (fhirpathpy cannot evaluate it): every contained resource is referenced."""
+    if not isinstance(resource, dict):
+        return True
+    local: set[str] = set()
+    stack: list[Any] = [resource]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and item.startswith("#"):
+            local.add(item)
+    if "#" in local:
+        return True
+    contained = resource.get("contained")
+    items = contained if isinstance(contained, list) else []
+    return all(f"#{c.get('id')}" in local for c in items if isinstance(c, dict))
+
+
+NATIVE: dict[str, Callable[[Any, Any], bool | None]] = {
+    "dom-3": _dom3,
+    "ref-1": _ref1,
+    "rng-2": _rng2,
+    "txt-1": _xhtml_safe,
+    "txt-2": _xhtml_has_content,
+}

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError
-from fhir_server.validation.fhirpath import Invariant, compile_invariant, evaluate_path
+from fhir_server.validation.fhirpath import NATIVE, Invariant, compile_invariant, evaluate_path
 
 if TYPE_CHECKING:
     from fhir_server.validation.conformance import ConformanceRegistry
@@ -431,91 +431,11 @@ def _check_invariants(invariants: list[Invariant], value: Any, type_path: str, p
             continue
         if inv.key == "dom-6" and ".contained[" in path:
             continue  # contained resources carry no narrative of their own
-        if inv.key == "dom-3":
-            holds: bool | None = _dom3(value)
-        elif inv.key == "ref-1":
-            holds = _ref1(value, ctx.root)
-        elif inv.key == "rng-2":
-            holds = _rng2(value)
-        elif inv.key in ("txt-1", "txt-2") and isinstance(value, str):
-            holds = _xhtml_safe(value) if inv.key == "txt-1" else _xhtml_has_content(value)
-        else:
-            holds = inv.holds(value, type_path, ctx.resource, ctx.root)
+        native = NATIVE.get(inv.key)
+        holds = native(value, ctx.root) if native else inv.holds(value, type_path, ctx.resource, ctx.root)
         if holds is False:
             severity = "error" if inv.severity == "error" else "warning"
             ctx.add(severity, "invariant", f"{inv.key}: {inv.human}", path)
-
-
-def _ref1(value: Any, root: Any) -> bool:
-    """ref-1 natively (it runs on every Reference): a local reference names a contained resource."""
-    ref = value.get("reference") if isinstance(value, dict) else None
-    if not isinstance(ref, str) or not ref.startswith("#") or ref == "#":
-        return True
-    contained = _list(root.get("contained")) if isinstance(root, dict) else []
-    return any(isinstance(c, dict) and c.get("id") == ref[1:] for c in contained)
-
-
-# Narrative XHTML may use the basic HTML formatting elements only (R4 narrative.html#Narrative):
-# no scripts, forms, frames, objects, head/body, external links or event attributes.
-_XHTML_ELEMENTS = frozenset(
-    "a abbr acronym address b bdo big blockquote br caption cite code col colgroup dd dfn div dl dt em h1 h2 h3 "
-    "h4 h5 h6 hr i img kbd li map area ol p pre q samp small span strong sub sup table tbody td tfoot th thead tr "
-    "tt ul var".split()
-)
-_TAG = re.compile(r"<\s*/?\s*([A-Za-z][\w:.-]*)([^>]*)>")
-_EVENT_ATTRIBUTE = re.compile(r"(^|\s)on[a-z]+\s*=", re.IGNORECASE)
-_SCRIPT_URL = re.compile(r"(href|src)\s*=\s*[\"']?\s*(javascript|vbscript|data):", re.IGNORECASE)
-
-
-def _xhtml_safe(div: str) -> bool:
-    """txt-1 natively: only basic formatting elements, no event attributes nor script URLs."""
-    for match in _TAG.finditer(div):
-        name = match.group(1).split(":")[-1].lower()
-        if name not in _XHTML_ELEMENTS:
-            return False
-        attributes = match.group(2)
-        if _EVENT_ATTRIBUTE.search(attributes) or _SCRIPT_URL.search(attributes):
-            return False
-    return True
-
-
-def _xhtml_has_content(div: str) -> bool:
-    """txt-2 natively: some non-whitespace text, or an image."""
-    return bool(_TAG.sub("", div).strip()) or "<img" in div.lower()
-
-
-def _rng2(value: Any) -> bool | None:
-    """rng-2 natively (fhirpathpy cannot compare Quantities): low <= high when both are comparable."""
-    low, high = (value.get("low"), value.get("high")) if isinstance(value, dict) else (None, None)
-    if not isinstance(low, dict) or not isinstance(high, dict):
-        return True
-    lv, hv = low.get("value"), high.get("value")
-    if lv is None or hv is None or isinstance(lv, bool) or isinstance(hv, bool):
-        return True
-    if (low.get("code"), low.get("system")) != (high.get("code"), high.get("system")):
-        return None  # different units: needs UCUM conversion
-    try:
-        return bool(lv <= hv)
-    except TypeError:
-        return None
-
-
-def _dom3(resource: dict[str, Any]) -> bool:
-    """dom-3 natively (fhirpathpy cannot evaluate it): every contained resource is referenced."""
-    local: set[str] = set()
-    stack: list[Any] = [resource]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str) and item.startswith("#"):
-            local.add(item)
-    if "#" in local:
-        return True
-    return all(f"#{c.get('id')}" in local for c in _list(resource.get("contained")) if isinstance(c, dict))
-
 
 
 # -- checks on one value -------------------------------------------------------------------------
