@@ -137,3 +137,19 @@ def test_a_profile_that_cannot_be_snapshotted_is_reported_as_an_issue() -> None:
     found = registry.validate({"resourceType": "Patient"}, ["http://example.org/broken"])
     assert [(i["severity"], i["code"]) for i in found] == [("error", "processing")]
     assert "Patient.nonsense" in found[0]["diagnostics"]
+
+
+def test_concurrent_validations_give_the_sequential_results(shipped: ConformanceRegistry) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    resources = [
+        {"resourceType": "Patient", "gender": "nope", "birthDate": "1970-02-30x",
+         "contact": [{"gender": "male"}], "telecom": [{"system": "phone", "value": "1",
+                                                        "period": {"start": "2021", "end": "2020"}}]},
+        {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+         "valueRange": {"low": {"value": 5}, "high": {"value": 1}}},
+        {"resourceType": "Patient", "meta": {"profile": [FR_PATIENT + "-ins"]}, "gender": "male"},
+    ] * 10
+    expected = [shipped.validate(r) for r in resources]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(shipped.validate, resources)) == expected
