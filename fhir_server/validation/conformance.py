@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fhir_server.errors import invalid
+from fhir_server.errors import FhirError, invalid
 from fhir_server.fhir.json import loads
 
 __all__ = ["ConformanceRegistry", "DEFAULT_PROFILES_DIR"]
@@ -155,11 +155,18 @@ class ConformanceRegistry:
     def _make_snapshot(self, sd: dict[str, Any]) -> list[dict[str, Any]]:
         from fhir_server.validation.snapshot import generate_snapshot
 
-        if sd.get("snapshot", {}).get("element") and not (
+        published = sd.get("snapshot", {}).get("element")
+        if published and not (
             sd.get("derivation") == "constraint" and sd.get("differential") and sd["url"] in self._local_urls
         ):
-            return list(sd["snapshot"]["element"])
-        return generate_snapshot(sd, self.snapshot)
+            return list(published)
+        try:
+            # Our own generation keeps local profiles consistent with the base definitions we hold.
+            return generate_snapshot(sd, self.snapshot)
+        except FhirError:
+            if published:
+                return list(published)  # e.g. its base comes from a package we do not hold
+            raise
 
     def validator(self, canonical: str) -> Any:
         """The compiled `ProfileValidator` for a StructureDefinition, or None if unknown."""

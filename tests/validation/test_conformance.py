@@ -153,3 +153,15 @@ def test_concurrent_validations_give_the_sequential_results(shipped: Conformance
     expected = [shipped.validate(r) for r in resources]
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(shipped.validate, resources)) == expected
+
+
+def test_published_snapshot_is_used_when_the_base_is_not_held() -> None:
+    registry = ConformanceRegistry(profiles_dir=None)
+    base_snapshot = registry.snapshot(CORE + "Patient")
+    assert base_snapshot is not None
+    orphan = profile("http://example.org/orphan")
+    orphan["baseDefinition"] = "http://example.org/not-held"
+    orphan["snapshot"] = {"element": [dict(el, min=1) if el["id"] == "Patient.gender" else el for el in base_snapshot]}
+    registry.add(orphan)
+    found = registry.validate({"resourceType": "Patient"}, ["http://example.org/orphan"])
+    assert [i["expression"] for i in found if i["severity"] == "error"] == [["Patient.gender"]]
