@@ -29,8 +29,8 @@ _FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fh
 _SYSTEM_TYPES = {"System.String": "string", "System.Boolean": "boolean", "System.Integer": "integer",
                  "System.Decimal": "decimal", "System.Date": "date", "System.DateTime": "dateTime",
                  "System.Time": "time"}  # fmt: skip
-# Checked natively: evaluating them per element through fhirpathpy would dominate validation time.
-_NATIVE = {"ele-1", "ext-1"}
+# Checked by the walk itself: through fhirpathpy, on every element, they would dominate validation time.
+_STRUCTURAL = {"ele-1", "ext-1"}
 _CONTAINED_ONLY = {"dom-2", "dom-3", "dom-4", "dom-5"}  # trivially true without `contained`
 _EXTENSIONS = ("extension", "modifierExtension")
 
@@ -117,7 +117,7 @@ def _rule(el: dict[str, Any]) -> Rule:
     rule.invariants = [
         inv
         for c in el.get("constraint", [])
-        if c.get("key") not in _NATIVE and (inv := compile_invariant(c)) is not None
+        if c.get("key") not in _STRUCTURAL and (inv := compile_invariant(c)) is not None
     ]
     if el.get("slicing"):
         rule.slicing = Slicing.from_json(el["slicing"])
