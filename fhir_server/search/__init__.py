@@ -13,10 +13,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from fhir_server.search.ast import Compartment, Policy, Query
 from fhir_server.search.compile.common import Ctx
+from fhir_server.search.compile.tree import COUNT_CAP
 from fhir_server.search.execute import Match, SearchResult, explain, run
 from fhir_server.search.includes import resolve_includes
 from fhir_server.search.parse import Limits, parse_query
@@ -28,12 +29,18 @@ __all__ = ["Match", "SearchResult", "capability_search_params", "find_ids", "mak
 
 
 def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) -> Ctx:
+    def count(sub: Any) -> int:
+        # SQLite has no statistics about these subqueries; PostgreSQL has, so it plans alone.
+        capped = sub.limit(COUNT_CAP).subquery()
+        return int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
+
     return Ctx(
         registry=reg or registry(),
         dialect=conn.dialect.name,
         base_url=base_url,
         valueset=resolver(conn),
         now_us=time.time_ns() // 1000,
+        count=count if conn.dialect.name == "sqlite" else None,
     )
 
 

@@ -50,10 +50,12 @@ def _count(conn: Connection, plan: Plan) -> int | None:
 
 def run(conn: Connection, plan: Plan) -> SearchResult:
     total = _count(conn, plan) if plan.count is not None else None
-    if plan.page is None:
+    if plan.page is None and plan.fill is None:
         return SearchResult([], total=total)
     n = plan.query.count
-    rows = list(conn.execute(plan.page))
+    rows = list(conn.execute(plan.page)) if plan.page is not None else []
+    if plan.fill is not None and len(rows) <= n:
+        rows += list(conn.execute(plan.fill.limit(n + 1 - len(rows))))
     more = len(rows) > n
     rows = rows[:n]
     backward = plan.cursor is not None and not plan.cursor.forward
@@ -78,7 +80,7 @@ def run(conn: Connection, plan: Plan) -> SearchResult:
 
 def explain(conn: Connection, plan: Plan) -> tuple[str, list[str]]:
     """The page's SQL (with values inlined) and the database's plan for it."""
-    stmt = plan.page if plan.page is not None else plan.count
+    stmt = next(s for s in (plan.page, plan.fill, plan.count) if s is not None)
     assert stmt is not None
     sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
     prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "

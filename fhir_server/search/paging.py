@@ -51,12 +51,17 @@ def decode(token: str, signature: str) -> Cursor:
     return Cursor(direction == "n", tuple(keys), rid, sig)
 
 
+def rid_descending(exprs: list[SortExpr]) -> bool:
+    """Ties go by rid in the last key's direction, so one index serves key and tie-break."""
+    return bool(exprs) and exprs[-1][1]
+
+
 def order_by(exprs: list[SortExpr], rid: Any, reverse: bool) -> list[Any]:
     out: list[Any] = []
     for expr, desc in exprs:
         out.append(expr.is_(None).desc() if reverse else expr.is_(None))
         out.append(expr.asc() if desc == reverse else expr.desc())
-    out.append(rid.desc() if reverse else rid.asc())
+    out.append(rid.asc() if rid_descending(exprs) == reverse else rid.desc())
     return out
 
 
@@ -76,6 +81,6 @@ def keyset_condition(exprs: list[SortExpr], rid: Any, cursor: Cursor) -> ColumnE
             same = expr == value
         alternatives.append(and_(*equal, beyond) if equal else beyond)
         equal.append(same)
-    last = rid > cursor.rid if after else rid < cursor.rid
+    last = rid > cursor.rid if after != rid_descending(exprs) else rid < cursor.rid
     alternatives.append(and_(*equal, last) if equal else last)
     return or_(*alternatives) if len(alternatives) > 1 else and_(alternatives[0], true())

@@ -18,23 +18,21 @@ from sqlalchemy import ColumnElement, Select, and_, func, select
 from fhir_server.errors import invalid
 from fhir_server.search.ast import Compartment, Node, Policy, Query, SortKey, conj
 from fhir_server.search.compile.common import Ctx
-from fhir_server.search.compile.tree import compile_node, live
+from fhir_server.search.compile.tree import compile_where, live
 from fhir_server.search.paging import Cursor, SortExpr, decode, keyset_condition, order_by
+from fhir_server.search.sorting import index_sort, sort_column
 from fhir_server.storage.index_schema import INDEX_TABLES
 from fhir_server.storage.schema import resource
 
 __all__ = ["Plan", "plan", "scope"]
 
-_SORT_COLUMN = {
-    "token": "code", "string": "value", "number": "value", "quantity": "value",
-    "reference": "target_id", "uri": "value",
-}
 
 
 @dataclass(frozen=True)
 class Plan:
     query: Query
     page: Select[Any] | None  # None when only a count is wanted
+    fill: Select[Any] | None  # index-driven sort: the resources without a sort value, after `page`
     count: Select[Any] | None
     sort_exprs: list[SortExpr]
     cursor: Cursor | None
@@ -72,10 +70,7 @@ def _sort_expr(key: SortKey, types: tuple[str, ...], r: Any, ctx: Ctx) -> SortEx
     if impl is None or not impl.indexed or impl.strategy == "composite":
         raise invalid(f"Cannot sort on '{key.code}'", expression="_sort")
     table = INDEX_TABLES[impl.strategy]
-    if impl.strategy == "date":
-        col = table.c.hi if key.descending else table.c.lo
-    else:
-        col = table.c[_SORT_COLUMN[impl.strategy]]
+    col = table.c[sort_column(impl.strategy, key.descending)]
     agg = func.max(col) if key.descending else func.min(col)
     sub = select(agg).where(table.c.rid == r.c.rid, table.c.param == key.code).correlate(r)
     return sub.scalar_subquery(), key.descending
@@ -86,8 +81,10 @@ def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy:
     query = scope(query, compartment, policy)
     r = resource.alias("r")
     conds = _type_condition(r, query.types)
+    selective = False
     if query.where is not None:
-        conds.append(compile_node(query.where, query.types[0] if len(query.types) == 1 else "*", r, ctx))
+        cond, selective = compile_where(query.where, query.types[0] if len(query.types) == 1 else "*", r, ctx)
+        conds.append(cond)
     where = and_(*conds)
     sort_exprs = [_sort_expr(k, query.types, r, ctx) for k in query.sort]
     signature = ",".join(str(k) for k in query.sort)
@@ -95,7 +92,13 @@ def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy:
     count_stmt = select(func.count()).select_from(r).where(where)
     wants_count = query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
     if query.summary == "count" or query.count == 0:
-        return Plan(query, None, count_stmt, sort_exprs, cursor, signature, where, r)
+        return Plan(query, None, None, count_stmt, sort_exprs, cursor, signature, where, r)
+    count = count_stmt if wants_count else None
+    # A selective filter drives the query and the few matches are sorted; otherwise the sort
+    # parameter's index drives and the filter is checked along the way.
+    driven = None if selective else index_sort(query, ctx, r, where, cursor)
+    if driven is not None:
+        return Plan(query, driven[0], driven[1], count, sort_exprs, cursor, signature, where, r)
     keys = (e.label(f"k{i}") for i, (e, _) in enumerate(sort_exprs))
     page = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body, *keys)
     page = page.where(where)
@@ -103,4 +106,4 @@ def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy:
         page = page.where(keyset_condition(sort_exprs, r.c.rid, cursor))
     reverse = cursor is not None and not cursor.forward
     page = page.order_by(*order_by(sort_exprs, r.c.rid, reverse)).limit(query.count + 1)
-    return Plan(query, page, count_stmt if wants_count else None, sort_exprs, cursor, signature, where, r)
+    return Plan(query, page, None, count, sort_exprs, cursor, signature, where, r)

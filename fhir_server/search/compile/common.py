@@ -20,7 +20,7 @@ from fhir_server.errors import invalid, not_supported
 from fhir_server.search.ast import Param, Value
 from fhir_server.search.registry import Registry, SearchParamImpl
 
-__all__ = ["Ctx", "any_of", "bad_value", "in_index", "starts_with", "unsupported_modifier"]
+__all__ = ["Ctx", "Probe", "any_of", "bad_value", "in_index", "starts_with", "unsupported_modifier"]
 
 Row = tuple[str, dict[str, Any]]  # (index kind, column values) produced by index_rows
 # Bytes after every other UTF-8 sequence: `x >= p AND x < p + TOP` is "x starts with p".
@@ -37,11 +37,29 @@ class Ctx:
     # canonical URL of a ValueSet -> its (system, code) pairs, or None when the server lacks it
     valueset: Callable[[str], list[tuple[str | None, str]] | None] = field(default=lambda _url: None)
     now_us: int = 0
+    # Rows a subquery yields, counted up to a cap (None: plan by the static ranking alone).
+    count: Callable[[Any], int] | None = None
+
+
+class Probe:
+    """The resource alias, marked: conditions on it are checked row by row, not listed first.
+
+    The planner gives the most selective term of a conjunction the `rid IN (SELECT ...)` form,
+    which drives the query from that index; the other terms get `EXISTS (... WHERE rid =
+    r.rid ...)`, an index probe per candidate row. Without this SQLite materialises every
+    term's full rid list, which for a broad date range is most of the table.
+    """
+
+    def __init__(self, r: Any) -> None:
+        self.r = r
+        self.c = r.c
 
 
 def in_index(
     table: Table, r: Any, res_type: str, code: str, cond: ColumnElement[bool] | None, negate: bool = False
 ) -> ColumnElement[bool]:
+    if isinstance(r, Probe):
+        return _probe(table, r, res_type, code, cond, negate)
     sub = select(table.c.rid).where(table.c.param == code)
     if res_type != "*":  # a system search without _type looks at every type
         sub = sub.where(table.c.res_type == res_type)
@@ -50,6 +68,27 @@ def in_index(
     # Never correlated: a chain nests the same index table inside itself.
     sub = sub.correlate(None)
     return r.c.rid.not_in(sub) if negate else r.c.rid.in_(sub)
+
+
+def _probe(
+    table: Table, p: Probe, res_type: str, code: str, cond: ColumnElement[bool] | None, negate: bool
+) -> ColumnElement[bool]:
+    t = table.alias()
+    if cond is not None:  # the condition was written on the table; move it to the alias
+        cond = _retarget(cond, table, t)
+    sub = select(t.c.rid).where(t.c.rid == p.r.c.rid, t.c.param == code)
+    if res_type != "*":
+        sub = sub.where(t.c.res_type == res_type)
+    if cond is not None:
+        sub = sub.where(cond)
+    found = sub.exists().correlate(p.r)
+    return ~found if negate else found
+
+
+def _retarget(cond: ColumnElement[bool], table: Table, alias: Any) -> ColumnElement[bool]:
+    from sqlalchemy.sql.util import ClauseAdapter
+
+    return ClauseAdapter(alias).traverse(cond)  # type: ignore[no-any-return]
 
 
 def missing(table: Table, r: Any, res_type: str, p: Param) -> ColumnElement[bool]:

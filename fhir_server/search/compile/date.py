@@ -50,7 +50,9 @@ def index_rows(nodes: list[Node], impl: SearchParamImpl) -> list[Row]:
 
 def range_condition(prefix: str, slo: int, shi: int, lo: Any, hi: Any, now_us: int) -> ColumnElement[bool]:
     """Target range `[lo, hi)` against search range `[slo, shi)` under `prefix`."""
-    eq = and_(lo >= slo, hi <= shi)
+    # `lo < hi` always, so `eq` implies `lo < shi` and `ge` implies `hi > slo`: the extra bound
+    # is redundant logically but gives the index a range to scan.
+    eq = and_(lo >= slo, lo < shi, hi <= shi)
     match prefix:
         case "eq":
             return eq
@@ -61,9 +63,9 @@ def range_condition(prefix: str, slo: int, shi: int, lo: Any, hi: Any, now_us: i
         case "lt":
             return lo < slo
         case "ge":
-            return or_(hi > shi, eq)
+            return and_(hi > slo, or_(hi > shi, eq))
         case "le":
-            return or_(lo < slo, eq)
+            return and_(lo < shi, or_(lo < slo, eq))
         case "sa":
             return lo >= shi
         case "eb":

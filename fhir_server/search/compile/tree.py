@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, select
+from sqlalchemy import BinaryExpression, ColumnElement, and_, false, not_, or_, select
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from fhir_server.errors import invalid
 from fhir_server.search.ast import And, Chain, Compartment, Has, Node, Not, Or, Param, Policy, TypeSwitch
@@ -28,12 +30,12 @@ from fhir_server.search.compile import (
     token,
     uri,
 )
-from fhir_server.search.compile.common import Ctx, in_index
+from fhir_server.search.compile.common import Ctx, Probe, in_index
 from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_reference
 from fhir_server.storage.schema import resource
 
-__all__ = ["PREDICATES", "compile_node", "live"]
+__all__ = ["PREDICATES", "compile_node", "compile_where", "live", "rank"]
 
 Predicate = Callable[[Param, SearchParamImpl, Any, Ctx], ColumnElement[bool]]
 PREDICATES: dict[str, Predicate] = {
@@ -64,7 +66,7 @@ def compile_node(node: Node, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[b
                 raise invalid(f"Unknown search parameter '{node.code}' for resource type {res_type}")
             return PREDICATES[impl.strategy](node, impl, r, ctx)
         case And(items):
-            return and_(*(compile_node(i, res_type, r, ctx) for i in items))
+            return _conjunction(items, res_type, r, ctx)[0]
         case Or(items):
             return or_(*(compile_node(i, res_type, r, ctx) for i in items))
         case Not(item):
@@ -76,10 +78,80 @@ def compile_node(node: Node, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[b
         case Compartment():
             return _compartment(node, res_type, r)
         case Policy():
-            return node.clause(r, res_type)  # type: ignore[no-any-return]
+            return node.clause(r.r if isinstance(r, Probe) else r, res_type)  # type: ignore[no-any-return]
         case TypeSwitch(cases):
             return or_(*(and_(r.c.res_type == t, compile_node(n, t, r, ctx)) for t, n in cases))
     raise AssertionError(node)
+
+
+# How selective a term usually is (lower = fewer rows): a static guess, since SQLite has no
+# statistics on these subqueries. PostgreSQL plans by its own statistics either way.
+_RANK = {"id": 0, "reference": 1, "uri": 2, "composite": 2, "fulltext": 3, "string": 3, "token": 4,
+         "quantity": 5, "number": 5, "date": 6, "lastUpdated": 6}
+_DRIVER_MAX = 4  # terms ranked above this never drive: scanning in rid order and probing is cheaper
+
+
+def rank(node: Node) -> int:
+    match node:
+        case Param(kind=kind, modifier=mod, code=code):
+            if mod in ("missing", "not", "not-in", "contains", "text"):
+                return 9
+            if kind == "token" and (code == "identifier" or mod == "of-type"):
+                return 1
+            return _RANK.get(kind, 5) - (1 if mod == "exact" else 0)
+        case Compartment():
+            return 1
+        case Chain(node=inner):
+            return min(rank(inner) + 1, 9)
+        case Has():
+            return 5
+        case Or(items) | And(items):
+            return max(rank(i) for i in items) if isinstance(node, Or) else min(rank(i) for i in items)
+        case Not():
+            return 9
+    return 8
+
+
+def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[tuple[int | None, int, Node]]:
+    """(estimated rows, static rank, term): counted from the index when `ctx.count` is given.
+
+    Only plain `rid IN (SELECT rid FROM idx ...)` terms are counted (an index range scan
+    stopped at `COUNT_CAP`, well under a millisecond); other terms keep their static rank.
+    """
+    out = []
+    for item in items:
+        estimate: int | None = None
+        if ctx.count is not None and rank(item) <= 6 and not isinstance(r, Probe):
+            expr = compile_node(item, res_type, r, ctx)
+            if (isinstance(expr, BinaryExpression) and expr.operator is operators.in_op
+                    and isinstance(expr.right, ScalarSelect)):
+                estimate = ctx.count(expr.right.element)
+        out.append((estimate, rank(item), item))
+    return sorted(out, key=lambda t: (COUNT_CAP if t[0] is None else t[0], t[1]))
+
+
+COUNT_CAP = 1000
+
+
+def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[bool], bool]:
+    """The most selective term drives (`IN`); every other term is probed per row (`EXISTS`).
+
+    Returns the condition and whether a term drives (False: the rows are best scanned in order).
+    """
+    ordered = _measured(items, res_type, r, ctx)
+    probe = r if isinstance(r, Probe) else Probe(r)
+    estimate, static, first = ordered[0]
+    # Measured: only a term with few rows drives; a broad one would make the database sort
+    # all its rows, where scanning the type in rid order stops after one page of probes.
+    drives = estimate < COUNT_CAP if estimate is not None else static <= _DRIVER_MAX
+    conds = [compile_node(first, res_type, r if drives else probe, ctx)]
+    conds += [compile_node(i, res_type, probe, ctx) for _e, _s, i in ordered[1:]]
+    return and_(*conds), drives
+
+
+def compile_where(node: Node, res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[bool], bool]:
+    """The top-level condition (a conjunction, of one possibly) and whether a term drives it."""
+    return _conjunction(node.items if isinstance(node, And) else (node,), res_type, r, ctx)
 
 
 def _chain(node: Chain, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
