@@ -171,3 +171,15 @@ def test_malformed_value_set_is_invalid_not_a_crash(registry: ConformanceRegistr
     with pytest.raises(FhirError) as caught:
         expand(registry, broken)
     assert caught.value.status == 400
+
+
+def test_value_set_given_inline_or_by_its_expansion_only(registry: ConformanceRegistry) -> None:
+    inline = {"resourceType": "ValueSet", "status": "active",
+              "compose": {"include": [{"system": TREE, "concept": [{"code": "social"}]}]}}
+    assert codes(expand(registry, inline)) == ["social"]
+    assert param(validate_code(registry, inline, "social", TREE), "display") == "Social"
+    expanded = {"resourceType": "ValueSet", "url": "http://example.org/vs/pre-expanded", "status": "active",
+                "expansion": {"timestamp": "2024-01-01", "contains": [
+                    {"system": TREE, "code": "care", "display": "Soins",
+                     "contains": [{"system": TREE, "code": "nursing", "display": "Soins infirmiers"}]}]}}
+    assert codes(expand(registry, expanded, filter="infirm")) == ["nursing"]
