@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NATIVE", "Invariant", "SKIPPED", "compile_invariant", "evaluate_path"]
+__all__ = ["NATIVE", "Invariant", "SKIPPED", "compile_invariant", "evaluate_path", "extension_call", "split_path"]
 
 # Expression text -> reason it could not be used. Shared by all registries: it only records gaps.
 SKIPPED: dict[str, str] = {}
@@ -162,23 +162,65 @@ def _mentions(value: dict[str, Any], names: frozenset[str]) -> bool:
     return False
 
 
-def evaluate_path(value: Any, path: str) -> list[Any]:
-    """Values at a simple dotted path (slicing discriminators); `$this` is the value itself.
+_EXTENSION_CALL = re.compile(r"extension\(\s*'([^']*)'\s*\)")
+_OF_TYPE = re.compile(r"ofType\(\s*([A-Za-z]+)\s*\)")
 
-    Lists are flattened at every step, as FHIRPath navigation does. Function calls other than
-    `$this` are not handled here: callers treat a discriminator they cannot follow as unknown.
+
+def split_path(path: str) -> list[str]:
+    """The steps of a discriminator path; dots inside `extension('http://...')` do not split."""
+    parts, depth, current = [], 0, ""
+    for ch in path:
+        if ch == "." and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        current += ch
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip() not in ("", "$this")]
+
+
+def extension_call(step: str) -> str | None:
+    """The url of an `extension('url')` step, else None."""
+    match = _EXTENSION_CALL.fullmatch(step)
+    return match.group(1) if match else None
+
+
+def evaluate_path(value: Any, path: str) -> list[Any]:
+    """Values at a discriminator path: names, `extension('url')`, `ofType(T)`; `$this` is the value.
+
+    Lists are flattened at every step, as FHIRPath navigation does. A choice element is reached by
+    its stem (`value` finds `valueCoding`), narrowed by a following `ofType(Coding)`. Other
+    functions are not handled: callers treat a path they cannot follow as unknown.
     """
     current = value if isinstance(value, list) else [value]
-    for part in path.split("."):
-        if part == "$this" or not part:
-            continue
+    parts = split_path(path)
+    for n, part in enumerate(parts):
+        if _OF_TYPE.fullmatch(part):
+            continue  # applied with the name before it
+        url = extension_call(part)
+        following = _OF_TYPE.fullmatch(parts[n + 1]) if n + 1 < len(parts) else None
         step: list[Any] = []
         for item in current:
-            if isinstance(item, dict) and part in item:
-                child = item[part]
+            if not isinstance(item, dict):
+                continue
+            if url is not None:
+                step.extend(e for e in item.get("extension") or [] if isinstance(e, dict) and e.get("url") == url)
+                continue
+            for key in _keys_for(item, part, following.group(1) if following else None):
+                child = item[key]
                 step.extend(child if isinstance(child, list) else [child])
         current = step
     return current
+
+
+def _keys_for(item: dict[str, Any], name: str, type_name: str | None) -> list[str]:
+    if name in item and type_name is None:
+        return [name]
+    wanted = (type_name[0].upper() + type_name[1:]) if type_name else None
+    return [k for k in item if k.startswith(name) and k[len(name) : len(name) + 1].isupper()
+            and (wanted is None or k[len(name) :] == wanted)]
 
 
 # -- base invariants implemented natively -------------------------------------------------------

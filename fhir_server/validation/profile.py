@@ -17,7 +17,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError
-from fhir_server.validation.fhirpath import NATIVE, Invariant, compile_invariant, evaluate_path
+from fhir_server.validation.fhirpath import (
+    NATIVE,
+    Invariant,
+    compile_invariant,
+    evaluate_path,
+    extension_call,
+    split_path,
+)
 
 if TYPE_CHECKING:
     from fhir_server.validation.conformance import ConformanceRegistry
@@ -737,7 +744,7 @@ def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx) -> boo
     if expected is None:
         return None
     kind, exp = expected
-    values = [value] if dpath in ("$this", "") else evaluate_path(value, dpath)
+    values = evaluate_path(value, dpath)
     if kind == "fixed":
         return any(v == exp for v in values)
     if kind == "pattern":
@@ -778,13 +785,23 @@ def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx) -> boo
 
 def _expectation(s: Rule, dpath: str, dtype: str, ctx: Ctx) -> tuple[str, Any] | None:
     node: Rule | None = s
-    parts = [p for p in dpath.split(".") if p not in ("$this", "")]
+    parts = split_path(dpath)
     for n, part in enumerate(parts):
         assert node is not None
+        if part.startswith("ofType("):
+            continue  # the type narrows a choice element already reached by its stem
         carried = node.fixed if node.fixed is not None else node.pattern
         if carried is not None:
             found = evaluate_path(carried, ".".join(parts[n:]))
             return ("fixed" if node.fixed is not None else "pattern", found[0]) if found else None
+        url = extension_call(part)
+        if url is not None:
+            sliced = next((c for c in node.children if c.name == "extension"), None)
+            node = next((x for x in sliced.slices if _expectation(x, "url", "value", ctx) == ("fixed", url)),
+                        None) if sliced is not None else None
+            if node is None:
+                return None
+            continue
         nxt = next((c for c in node.children if c.name == part), None)
         if nxt is None and not node.children and node.types:
             profiles = [p for t in node.types for p in t.profiles]

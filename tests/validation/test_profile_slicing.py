@@ -66,6 +66,22 @@ def registry() -> ConformanceRegistry:
         {"id": "Patient.telecom:work", "path": "Patient.telecom", "sliceName": "work"},
         {"id": "Patient.telecom:work.use", "path": "Patient.telecom.use", "fixedCode": "work"},
     ]))
+    reg.add({**sd("ext-kind", "Extension", [
+        {"id": "Extension.url", "path": "Extension.url", "fixedUri": BASE + "ext-kind"},
+        {"id": "Extension.value[x]", "path": "Extension.value[x]", "type": [{"code": "code"}]},
+    ]), "kind": "complex-type"})
+    kind_slice: list[dict[str, Any]] = []
+    for name, max_ in (("home", "*"), ("work", "1")):
+        kind_slice += [
+            {"id": f"Patient.address:{name}", "path": "Patient.address", "sliceName": name, "max": max_},
+            {"id": f"Patient.address:{name}.extension:kind", "path": "Patient.address.extension", "sliceName": "kind",
+             "min": 1, "type": [{"code": "Extension", "profile": [BASE + "ext-kind"]}]},
+            {"id": f"Patient.address:{name}.extension:kind.value[x]", "path": "Patient.address.extension.value[x]",
+             "fixedCode": name},
+        ]
+    reg.add(sd("by-extension", "Patient", [
+        {"id": "Patient.address", "path": "Patient.address",
+         "slicing": slicing("value", f"extension('{BASE}ext-kind').value")}, *kind_slice]))
     return reg
 
 
@@ -124,3 +140,27 @@ def test_value_discriminator_on_a_required_binding(registry: ConformanceRegistry
     assert errors(registry, {"resourceType": "Patient", "telecom": [home, mobile]}, "by-binding") == ["Patient.telecom"]
     temp = {"system": "phone", "value": "4", "use": "temp"}
     assert errors(registry, {"resourceType": "Patient", "telecom": [temp]}, "by-binding") == ["Patient.telecom[0]"]
+
+
+def test_value_discriminator_through_an_extension_call(registry: ConformanceRegistry) -> None:
+    def address(kind: str | None) -> dict[str, Any]:
+        extension = [{"url": BASE + "ext-kind", "valueCode": kind}] if kind else []
+        return {"city": "Lyon", **({"extension": extension} if extension else {})}
+
+    ok = {"resourceType": "Patient", "address": [address("home"), address("home"), address("work")]}
+    assert errors(registry, ok, "by-extension") == []
+    two_work = {"resourceType": "Patient", "address": [address("work"), address("work")]}
+    assert errors(registry, two_work, "by-extension") == ["Patient.address"]
+    unsliced = {"resourceType": "Patient", "address": [address("home"), address(None)]}
+    assert errors(registry, unsliced, "by-extension") == ["Patient.address[1]"]
+
+
+def test_discriminator_path_helpers() -> None:
+    from fhir_server.validation.fhirpath import evaluate_path, split_path
+
+    assert split_path("extension('http://a.b/c').value.ofType(Coding).code") == [
+        "extension('http://a.b/c')", "value", "ofType(Coding)", "code"]
+    ext = {"extension": [{"url": "http://a.b/c", "valueCoding": {"code": "x"}},
+                         {"url": "http://a.b/c", "valueString": "y"}]}
+    assert evaluate_path(ext, "extension('http://a.b/c').value.ofType(Coding).code") == ["x"]
+    assert evaluate_path(ext, "extension('http://a.b/c').value") == [{"code": "x"}, "y"]
