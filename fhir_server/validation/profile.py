@@ -722,7 +722,25 @@ def match_slices(child: Rule, items: list[Item], where: str, ctx: Ctx) -> list[R
             if m is None:
                 ctx.add("error", "structure", f"This {child.name} matches none of the slices of a closed slicing",
                         item[2])
+    _check_order(child, slicing, items, matched, ctx)
     return matched
+
+
+def _check_order(child: Rule, slicing: Slicing, items: list[Item], matched: list[Rule | None], ctx: Ctx) -> None:
+    """`ordered`: items follow the order of the slices; `openAtEnd`: unmatched items come last."""
+    rank = {id(s): n for n, s in enumerate(child.slices)}
+    highest, unmatched_seen = -1, False
+    for item, m in zip(items, matched, strict=True):
+        if m is None:
+            unmatched_seen = True
+            continue
+        if slicing.rules == "openAtEnd" and unmatched_seen:
+            ctx.add("error", "structure", f"Items of {child.name} that match no slice must come last (openAtEnd)",
+                    item[2])
+        if slicing.ordered and rank[id(m)] < highest:
+            ctx.add("error", "structure", f"Slice '{m.slice_name}' is out of order: the slices of {child.name} are "
+                    "ordered", item[2])
+        highest = max(highest, rank[id(m)])
 
 
 def _slice_matches(s: Rule, item: Item, slicing: Slicing, ctx: Ctx) -> bool:

@@ -82,6 +82,14 @@ def registry() -> ConformanceRegistry:
     reg.add(sd("by-extension", "Patient", [
         {"id": "Patient.address", "path": "Patient.address",
          "slicing": slicing("value", f"extension('{BASE}ext-kind').value")}, *kind_slice]))
+    reg.add(sd("ordered", "Patient", [
+        {"id": "Patient.identifier", "path": "Patient.identifier",
+         "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "openAtEnd", "ordered": True}},
+        {"id": "Patient.identifier:first", "path": "Patient.identifier", "sliceName": "first"},
+        {"id": "Patient.identifier:first.system", "path": "Patient.identifier.system", "fixedUri": "urn:first"},
+        {"id": "Patient.identifier:second", "path": "Patient.identifier", "sliceName": "second"},
+        {"id": "Patient.identifier:second.system", "path": "Patient.identifier.system", "fixedUri": "urn:second"},
+    ]))
     return reg
 
 
@@ -164,3 +172,12 @@ def test_discriminator_path_helpers() -> None:
                          {"url": "http://a.b/c", "valueString": "y"}]}
     assert evaluate_path(ext, "extension('http://a.b/c').value.ofType(Coding).code") == ["x"]
     assert evaluate_path(ext, "extension('http://a.b/c').value") == [{"code": "x"}, "y"]
+
+
+def test_ordered_slicing_open_at_end(registry: ConformanceRegistry) -> None:
+    def ids(*systems: str) -> dict[str, Any]:
+        return {"resourceType": "Patient", "identifier": [{"system": f"urn:{s}", "value": "1"} for s in systems]}
+
+    assert errors(registry, ids("first", "first", "second", "other"), "ordered") == []
+    assert errors(registry, ids("second", "first"), "ordered") == ["Patient.identifier[1]"]
+    assert errors(registry, ids("first", "other", "second"), "ordered") == ["Patient.identifier[2]"]
