@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fhir_server.errors import FhirError, invalid
+from fhir_server.errors import FhirError, invalid, processing
 from fhir_server.fhir.json import loads
 
 __all__ = ["ConformanceRegistry", "DEFAULT_PROFILES_DIR"]
@@ -50,6 +50,7 @@ class ConformanceRegistry:
         self._store: dict[str, dict[str, dict[str, dict[str, Any]]]] = {kind: {} for kind in _KINDS}
         self._local_urls: set[str] = set()
         self._cache: dict[tuple[str, str], Any] = {}
+        self._building: set[str] = set()
         for resource in base if base is not None else _vendored():
             self._put(resource, local=False)
         directory = DEFAULT_PROFILES_DIR if profiles_dir is _UNSET else profiles_dir
@@ -150,7 +151,17 @@ class ConformanceRegistry:
         sd = self.structure_definition(canonical)
         if sd is None:
             return None
-        return self.cached("snapshot", canonical, lambda: self._make_snapshot(sd))  # type: ignore[no-any-return]
+        return self.cached("snapshot", canonical, lambda: self._guarded(canonical, sd))  # type: ignore[no-any-return]
+
+    def _guarded(self, canonical: str, sd: dict[str, Any]) -> list[dict[str, Any]]:
+        # Only one thread builds at a time (the registry lock), so a plain set spots a cycle.
+        if canonical in self._building:
+            raise processing(f"StructureDefinition {canonical} derives from itself")
+        self._building.add(canonical)
+        try:
+            return self._make_snapshot(sd)
+        finally:
+            self._building.discard(canonical)
 
     def _make_snapshot(self, sd: dict[str, Any]) -> list[dict[str, Any]]:
         from fhir_server.validation.snapshot import generate_snapshot

@@ -165,3 +165,12 @@ def test_published_snapshot_is_used_when_the_base_is_not_held() -> None:
     registry.add(orphan)
     found = registry.validate({"resourceType": "Patient"}, ["http://example.org/orphan"])
     assert [i["expression"] for i in found if i["severity"] == "error"] == [["Patient.gender"]]
+
+
+def test_a_profile_deriving_from_itself_is_reported_not_looping() -> None:
+    registry = ConformanceRegistry(profiles_dir=None)
+    looped = profile("http://example.org/loop")
+    looped["baseDefinition"] = "http://example.org/loop"
+    registry.add(looped)
+    found = registry.validate({"resourceType": "Patient"}, ["http://example.org/loop"])
+    assert [(i["severity"], "derives from itself" in i["diagnostics"]) for i in found] == [("error", True)]
