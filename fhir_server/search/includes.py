@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select, tuple_
 
 from fhir_server.search.ast import Include, Policy
+from fhir_server.search.compile.common import alias
 from fhir_server.search.compile.tree import live
 from fhir_server.search.execute import Match
 from fhir_server.search.registry import Registry
@@ -47,7 +48,7 @@ def _forward(conn: Connection, reg: Registry, inc: Include, src: list[Match], po
     pairs = [tuple(row) for row in conn.execute(keys)]
     if not pairs:
         return []
-    r = resource.alias("r")
+    r = alias(resource, "r")
     stmt = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body).where(
         live(r, "*"), tuple_(r.c.res_type, r.c.res_id).in_(pairs)
     )
@@ -66,7 +67,7 @@ def _reverse(conn: Connection, reg: Registry, inc: Include, src: list[Match], po
     )
     if inc.target:
         sub = sub.where(ref.c.target_type == inc.target)
-    r = resource.alias("r")
+    r = alias(resource, "r")
     stmt = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body).where(live(r, inc.source), r.c.rid.in_(sub))
     return _fetch(conn, stmt, r, policy)
 

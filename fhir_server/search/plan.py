@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, select
 
 from fhir_server.errors import invalid
 from fhir_server.search.ast import Compartment, Node, Policy, Query, SortKey, conj
-from fhir_server.search.compile.common import Ctx
+from fhir_server.search.compile.common import Ctx, alias
 from fhir_server.search.compile.tree import compile_where, live
 from fhir_server.search.paging import Cursor, SortExpr, decode, keyset_condition, order_by
 from fhir_server.search.sorting import index_sort, sort_column
@@ -79,7 +79,7 @@ def _sort_expr(key: SortKey, types: tuple[str, ...], r: Any, ctx: Ctx) -> SortEx
 def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy: Policy | None = None) -> Plan:
     """Compile `query` (scoped to `compartment`, filtered by `policy`) into the page SELECT."""
     query = scope(query, compartment, policy)
-    r = resource.alias("r")
+    r = alias(resource, "r")
     conds = _type_condition(r, query.types)
     selective = False
     if query.where is not None:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, null, or_, select
 
 from fhir_server.search.ast import Query
-from fhir_server.search.compile.common import Ctx
+from fhir_server.search.compile.common import Ctx, alias
 from fhir_server.search.paging import Cursor
 from fhir_server.storage.index_schema import INDEX_TABLES
 from fhir_server.storage.schema import resource
@@ -58,7 +58,7 @@ def index_sort(
         after = r.c.rid < cursor.rid if desc else r.c.rid > cursor.rid
         return None, fill.where(after).order_by(rid_order).limit(n + 1)
     fill = fill.order_by(rid_order).limit(n + 1)
-    d, d2 = table.alias("sk"), table.alias("sk2")
+    d, d2 = alias(table, "sk"), alias(table, "sk2")
     col, col2 = d.c[name], d2.c[name]
     better = col2 > col if desc else col2 < col
     guard = ~select(d2.c.rid).where(d2.c.rid == d.c.rid, d2.c.param == key.code, better).exists().correlate(d)
@@ -74,7 +74,7 @@ def index_sort(
         inner = inner.where(or_(col < v if desc else col > v, and_(col == v, after)))
     order = (col.desc(), d.c.rid.desc()) if desc else (col.asc(), d.c.rid.asc())
     sub = inner.distinct().order_by(*order).limit(n + 1).subquery("sorted")
-    r2 = resource.alias("r2")
+    r2 = alias(resource, "r2")
     outer_order = (sub.c.k0.desc(), sub.c.rid.desc()) if desc else (sub.c.k0.asc(), sub.c.rid.asc())
     page = (
         select(r2.c.rid, r2.c.res_type, r2.c.res_id, r2.c.body, sub.c.k0)

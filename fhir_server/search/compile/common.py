@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, or_, select, true
@@ -20,7 +21,7 @@ from fhir_server.errors import invalid, not_supported
 from fhir_server.search.ast import Param, Value
 from fhir_server.search.registry import Registry, SearchParamImpl
 
-__all__ = ["Ctx", "Probe", "any_of", "bad_value", "in_index", "starts_with", "unsupported_modifier"]
+__all__ = ["Ctx", "Probe", "alias", "any_of", "bad_value", "in_index", "starts_with", "unsupported_modifier"]
 
 Row = tuple[str, dict[str, Any]]  # (index kind, column values) produced by index_rows
 # Bytes after every other UTF-8 sequence: `x >= p AND x < p + TOP` is "x starts with p".
@@ -39,6 +40,14 @@ class Ctx:
     now_us: int = 0
     # Rows a subquery yields, counted up to a cap (None: plan by the static ranking alone).
     count: Callable[[Any], int] | None = None
+    depth: int = 0  # nesting of chains and _has, to name their aliases apart
+
+
+@lru_cache(maxsize=256)
+def alias(table: Table, name: str) -> Any:
+    """A named alias, built once: SQLAlchemy spends more time setting up an alias's columns
+    than compiling a small query, and alias objects are immutable, so they are shared."""
+    return table.alias(name)
 
 
 class Probe:
@@ -73,7 +82,7 @@ def in_index(
 def _probe(
     table: Table, p: Probe, res_type: str, code: str, cond: ColumnElement[bool] | None, negate: bool
 ) -> ColumnElement[bool]:
-    t = table.alias()
+    t = alias(table, f"p_{table.name}")
     if cond is not None:  # the condition was written on the table; move it to the alias
         cond = _retarget(cond, table, t)
     sub = select(t.c.rid).where(t.c.rid == p.r.c.rid, t.c.param == code)

@@ -10,9 +10,10 @@ database unnests them into semi-joins.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import BinaryExpression, ColumnElement, and_, false, not_, or_, select
+from sqlalchemy import BinaryExpression, ColumnElement, and_, false, not_, or_, select, union
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.selectable import ScalarSelect
 
@@ -30,7 +31,7 @@ from fhir_server.search.compile import (
     token,
     uri,
 )
-from fhir_server.search.compile.common import Ctx, Probe, in_index
+from fhir_server.search.compile.common import Ctx, Probe, alias, in_index
 from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_reference
 from fhir_server.storage.schema import resource
@@ -68,7 +69,7 @@ def compile_node(node: Node, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[b
         case And(items):
             return _conjunction(items, res_type, r, ctx)[0]
         case Or(items):
-            return or_(*(compile_node(i, res_type, r, ctx) for i in items))
+            return _disjunction([compile_node(i, res_type, r, ctx) for i in items], r)
         case Not(item):
             return not_(compile_node(item, res_type, r, ctx))
         case Chain():
@@ -112,8 +113,9 @@ def rank(node: Node) -> int:
     return 8
 
 
-def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[tuple[int | None, int, Node]]:
-    """(estimated rows, static rank, term): counted from the index when `ctx.count` is given.
+def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[Measured]:
+    """Terms with their estimated rows (counted from the index when `ctx.count` is given),
+    static rank and, when measuring compiled it, the term's `IN` form (reused if it drives).
 
     Only plain `rid IN (SELECT rid FROM idx ...)` terms are counted (an index range scan
     stopped at `COUNT_CAP`, well under a millisecond); other terms keep their static rank.
@@ -121,16 +123,25 @@ def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[
     out = []
     for item in items:
         estimate: int | None = None
+        expr = None
         if ctx.count is not None and rank(item) <= 6 and not isinstance(r, Probe):
             expr = compile_node(item, res_type, r, ctx)
             if (isinstance(expr, BinaryExpression) and expr.operator is operators.in_op
                     and isinstance(expr.right, ScalarSelect)):
                 estimate = ctx.count(expr.right.element)
-        out.append((estimate, rank(item), item))
-    return sorted(out, key=lambda t: (COUNT_CAP if t[0] is None else t[0], t[1]))
+        out.append(Measured(estimate, rank(item), item, expr))
+    return sorted(out, key=lambda m: (COUNT_CAP if m.estimate is None else m.estimate, m.static))
 
 
 COUNT_CAP = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    estimate: int | None
+    static: int
+    node: Node
+    expr: ColumnElement[bool] | None
 
 
 def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[bool], bool]:
@@ -140,13 +151,28 @@ def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tu
     """
     ordered = _measured(items, res_type, r, ctx)
     probe = r if isinstance(r, Probe) else Probe(r)
-    estimate, static, first = ordered[0]
+    first = ordered[0]
     # Measured: only a term with few rows drives; a broad one would make the database sort
     # all its rows, where scanning the type in rid order stops after one page of probes.
-    drives = estimate < COUNT_CAP if estimate is not None else static <= _DRIVER_MAX
-    conds = [compile_node(first, res_type, r if drives else probe, ctx)]
-    conds += [compile_node(i, res_type, probe, ctx) for _e, _s, i in ordered[1:]]
+    drives = first.estimate < COUNT_CAP if first.estimate is not None else first.static <= _DRIVER_MAX
+    if drives:
+        head = first.expr if first.expr is not None else compile_node(first.node, res_type, r, ctx)
+    else:
+        head = compile_node(first.node, res_type, probe, ctx)
+    conds = [head, *(compile_node(m.node, res_type, probe, ctx) for m in ordered[1:])]
     return and_(*conds), drives
+
+
+def _disjunction(conds: list[ColumnElement[bool]], r: Any) -> ColumnElement[bool]:
+    """`rid IN (a) OR rid IN (b)` -> `rid IN (a UNION b)`: PostgreSQL cannot semi-join an OR
+    of subqueries and would scan the whole table instead."""
+    subs = []
+    for cond in conds:
+        if not (isinstance(cond, BinaryExpression) and cond.operator is operators.in_op
+                and isinstance(cond.right, ScalarSelect) and cond.left is r.c.rid):
+            return or_(*conds)
+        subs.append(cond.right.element)
+    return r.c.rid.in_(union(*subs)) if len(subs) > 1 else conds[0]
 
 
 def compile_where(node: Node, res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[bool], bool]:
@@ -155,7 +181,8 @@ def compile_where(node: Node, res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnEl
 
 
 def _chain(node: Chain, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
-    ref, target = idx_reference, resource.alias()
+    ref, target = idx_reference, alias(resource, f"c{ctx.depth}")
+    ctx = replace(ctx, depth=ctx.depth + 1)
     targets = (
         select(target.c.res_id)
         .where(live(target, node.target), compile_node(node.node, node.target, target, ctx))
@@ -166,7 +193,8 @@ def _chain(node: Chain, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
 
 
 def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
-    ref, source = idx_reference.alias(), resource.alias()
+    ref, source = alias(idx_reference, f"h{ctx.depth}"), alias(resource, f"hs{ctx.depth}")
+    ctx = replace(ctx, depth=ctx.depth + 1)
     sources = (
         select(source.c.rid)
         .where(live(source, node.source), compile_node(node.node, node.source, source, ctx))
