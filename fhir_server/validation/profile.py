@@ -593,9 +593,13 @@ def check_binding(rule: Rule, code: str, value: Any, path: str, ctx: Ctx) -> Non
     if rule.binding is None:
         return
     codings = _codings(code, value)
+    strength, vs = rule.binding
+    if codings == [] and code in ("CodeableConcept", "Coding") and strength == "required":
+        # Text alone carries no concept, and a required binding demands one.
+        ctx.add("error", "code-invalid", f"No code given; a code from the required value set {vs} is needed", path)
+        return
     if not codings:
         return
-    strength, vs = rule.binding
     from fhir_server.validation.terminology import value_set_membership
 
     members = value_set_membership(ctx.registry, vs)

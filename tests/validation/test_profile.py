@@ -302,3 +302,7 @@ def test_narrative_must_have_content(registry: ConformanceRegistry) -> None:
     fine = ('<div xmlns="http://www.w3.org/1999/xhtml"><table><tr><td><b>Né</b> le 1<sup>er</sup></td></tr>'
             "</table></div>")
     assert issues(registry, patient(text={"status": "generated", "div": fine})) == []
+
+
+def test_required_binding_needs_a_code_not_just_text(registry: ConformanceRegistry) -> None:
+    assert issues(registry, patient(maritalStatus={"text": "married"})) == [("error", "Patient.maritalStatus")]
