@@ -4,44 +4,33 @@ https://hl7.org/fhir/R4/http.html#patch and https://hl7.org/fhir/R4/fhirpatch.ht
 
 Both functions are pure: they return a new resource dict and never touch their arguments. A
 malformed patch document is 400 (`invalid`); a well-formed patch that cannot be applied to this
-resource (a failing `test`, a path that finds nothing) is 422 (`processing`).
-
-fhirpathpy evaluates FHIRPath to values, but a patch needs places. The locator walks the usual
-path shapes itself (`a.b`, `a[0]`, `first()`, `last()`, `where(...)`), keeping (container, key,
-index) for every result; any other expression is evaluated by fhirpathpy and its results are found
-in the resource by object identity. Cardinality (is `Patient.contact` a list?) comes from the
-fhir.resources R4B models.
+resource (a failing `test`, a path that finds nothing) is 422 (`processing`). Finding the places a
+FHIRPath Patch path selects is the job of patch_paths.py.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import re
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
 import jsonpointer
-from antlr4 import CommonTokenStream, InputStream
-from antlr4.error.ErrorListener import ErrorListener
-from antlr4.tree.Tree import ParseTreeWalker
-from fhir.resources.R4B import get_fhir_model_class
-from fhirpathpy import apply_parsed_path
-from fhirpathpy.engine import do_eval
-from fhirpathpy.engine.nodes import ResourceNode
-from fhirpathpy.models import models as fhirpath_models
-from fhirpathpy.parser.ASTPathListener import ASTPathListener
-from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
-from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_server.errors import invalid, processing
+from fhir_server.fhir.patch_paths import (
+    Location,
+    Locator,
+    member_name,
+    model_field,
+    parse_path,
+    resolve_name,
+    unwrap,
+)
 
 __all__ = ["apply_fhirpath_patch", "apply_json_patch"]
 
-_FHIRPATH_MODEL = fhirpath_models["r4"]
 _REQUIRED_PARTS = {
     "add": ("path", "name", "value"),
     "insert": ("path", "index", "value"),
@@ -80,221 +69,6 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
 def _check_result(before: dict[str, Any], after: Any) -> None:
     if not isinstance(after, dict) or after.get("resourceType") != before.get("resourceType"):
         raise processing("A patch cannot change the resource type or turn the resource into a non-resource")
-
-
-# --------------------------------------------------------------------------------------------
-# Model knowledge
-
-
-@dataclass(frozen=True)
-class _Field:
-    is_list: bool
-    cls: type | None  # None for primitives
-    choice_of: str | None = None  # "deceased" for deceasedBoolean
-
-
-@functools.lru_cache(maxsize=4096)
-def _field(cls: type | None, name: str) -> _Field | None:
-    fields = getattr(cls, "model_fields", None)
-    info = fields.get(name) if fields else None
-    extra = info.json_schema_extra if info is not None else None
-    if info is None or not isinstance(extra, dict) or not extra.get("element_property"):
-        return None
-    ann: Any = info.annotation
-    is_list = False
-    while typing.get_origin(ann) in (typing.Union, types.UnionType, list):
-        if typing.get_origin(ann) is list:
-            is_list = True
-        ann = next(a for a in typing.get_args(ann) if a is not type(None))
-    klass = ann.get_model_klass() if hasattr(ann, "get_model_klass") else None
-    choice = extra.get("one_of_many")
-    return _Field(is_list, klass, choice if isinstance(choice, str) else None)
-
-
-def _child_class(cls: type | None, key: str, value: Any) -> type | None:
-    if isinstance(value, dict) and "resourceType" in value:
-        try:
-            return typing.cast(type, get_fhir_model_class(value["resourceType"]))
-        except (KeyError, TypeError, ValueError):
-            return None
-    if key.startswith("_"):  # a primitive's id and extensions
-        return typing.cast(type, get_fhir_model_class("Element"))
-    field = _field(cls, key)
-    return field.cls if field else None
-
-
-def _resolve_name(cls: type | None, name: str, type_name: str | None) -> tuple[str, _Field | None]:
-    """`name` as a JSON key: a choice element takes the value's type as suffix (multipleBirthInteger)."""
-    field = _field(cls, name)
-    if field is None and type_name:
-        typed = name + type_name[:1].upper() + type_name[1:]
-        if _field(cls, typed) is not None:
-            return typed, _field(cls, typed)
-    return name, field
-
-
-# --------------------------------------------------------------------------------------------
-# Locating elements
-
-
-@dataclass
-class _Loc:
-    """A place in the resource: parent[key] or parent[key][index]; parent None is the root."""
-
-    parent: dict[str, Any] | None
-    key: str
-    index: int | None
-    cls: type | None  # model class of the value (None for primitives and unknowns)
-    value: Any
-    owner: type | None = None  # model class of the parent
-
-
-def _root(resource: dict[str, Any]) -> _Loc:
-    return _Loc(None, str(resource.get("resourceType", "")), None, _child_class(None, "", resource), resource)
-
-
-def _member_name(node: dict[str, Any]) -> str | None:
-    if node.get("type") == "InvocationTerm":
-        node = node["children"][0]
-    if node.get("type") == "MemberInvocation":
-        return str(node["children"][0]["text"]).strip("`")
-    return None
-
-
-def _unwrap(node: dict[str, Any]) -> dict[str, Any]:
-    while node.get("type") in (None, "EntireExpression") and len(node.get("children", [])) == 1:
-        node = node["children"][0]
-    return node
-
-
-class _Locator:
-    def __init__(self, resource: dict[str, Any]) -> None:
-        self.root = resource
-        self.vars = {"context": resource, "resource": resource, "rootResource": resource}
-
-    def locate(self, node: dict[str, Any]) -> list[_Loc]:
-        node = _unwrap(node)
-        kind, children = node.get("type"), node.get("children", [])
-        term = _member_name(children[0]) if kind == "TermExpression" else None
-        if term is not None:
-            root = _root(self.root)
-            return [root] if term == root.key else self._members([root], term)
-        if kind == "InvocationExpression":
-            member = _member_name(children[1])
-            if member is not None:
-                return self._members(self.locate(children[0]), member)
-            fn = (
-                children[1]["children"][0]["children"][0].get("text")
-                if children[1].get("type") == "FunctionInvocation"
-                else None
-            )
-            if fn in ("first", "last"):
-                locs = self.locate(children[0])
-                return locs[:1] if fn == "first" else locs[-1:]
-            if fn == "where":
-                # where() on a one-item collection keeps or drops that item; fhirpathpy sets $this.
-                return [loc for loc in self.locate(children[0]) if self._evaluate([loc.value], children[1])]
-        if kind == "IndexerExpression":
-            index = self._evaluate(self.root, children[1])
-            if len(index) != 1 or not isinstance(index[0], int) or isinstance(index[0], bool):
-                raise invalid(f"The indexer in {node.get('text') or 'the path'} is not an integer")
-            return self.locate(children[0])[index[0] : index[0] + 1] if index[0] >= 0 else []
-        return self._by_identity(node)
-
-    def _members(self, locs: list[_Loc], name: str) -> list[_Loc]:
-        out: list[_Loc] = []
-        for loc in locs:
-            data, cls = loc.value, loc.cls
-            if not isinstance(data, dict) and loc.parent is not None:
-                # Members of a primitive (id, extension) live in the sibling "_key" object.
-                ext = loc.parent.get("_" + loc.key)
-                data = ext[loc.index] if isinstance(ext, list) and loc.index is not None else ext
-                cls = _child_class(None, "_", None)
-            if not isinstance(data, dict):
-                continue
-            key = name if name in data else _choice_key(cls, data, name)
-            if key is None:
-                continue
-            value = data[key]
-            items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-            out.extend(_Loc(data, key, i, _child_class(cls, key, v), v, cls) for i, v in items)
-        return out
-
-    def _evaluate(self, data: Any, node: dict[str, Any]) -> list[Any]:
-        ctx = {
-            "dataRoot": [self.root],
-            "vars": {"ucum": "http://unitsofmeasure.org", **self.vars},
-            "model": _FHIRPATH_MODEL,
-            "userInvocationTable": {},
-        }
-        try:
-            return list(do_eval(ctx, data if isinstance(data, list) else [data], node))  # type: ignore[no-untyped-call]
-        except Exception as exc:  # fhirpathpy raises bare Exceptions for evaluation errors
-            raise invalid(f"FHIRPath evaluation failed: {exc}") from None
-
-    def _by_identity(self, node: dict[str, Any]) -> list[_Loc]:
-        try:
-            raw = apply_parsed_path(  # type: ignore[no-untyped-call]
-                self.root, {"children": [node]}, self.vars, _FHIRPATH_MODEL, {"returnRawData": True}
-            )
-        except Exception as exc:  # fhirpathpy raises bare Exceptions for evaluation errors
-            raise invalid(f"FHIRPath evaluation failed: {exc}") from None
-        places = _index_places(self.root)
-        out = []
-        for item in raw:
-            data = item.data if isinstance(item, ResourceNode) else item
-            if not isinstance(data, dict) or id(data) not in places:
-                raise invalid(
-                    "This patch path selects values that cannot be located in the resource; "
-                    "end it with an element name, an indexer, first(), last() or where()"
-                )
-            out.append(places[id(data)])
-        return out
-
-
-def _choice_key(cls: type | None, data: dict[str, Any], name: str) -> str | None:
-    for key in data:
-        if key.startswith(name) and key[len(name) : len(name) + 1].isupper():
-            field = _field(cls, key)
-            if field is None or field.choice_of == name:
-                return key
-    return None
-
-
-def _index_places(root: dict[str, Any]) -> dict[int, _Loc]:
-    places = {id(root): _root(root)}
-    stack: list[tuple[dict[str, Any], type | None]] = [(root, places[id(root)].cls)]
-    while stack:
-        data, cls = stack.pop()
-        for key, value in data.items():
-            for i, item in list(enumerate(value)) if isinstance(value, list) else [(None, value)]:
-                if isinstance(item, dict):
-                    child = _child_class(cls, key, item)
-                    places[id(item)] = _Loc(data, key, i, child, item, cls)
-                    stack.append((item, child))
-    return places
-
-
-class _RaiseOnSyntaxError(ErrorListener):  # type: ignore[misc]
-    # fhirpathpy's own parse() silently recovers from syntax errors; a patch must not.
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def syntaxError(self, recognizer: Any, symbol: Any, line: int, col: int, msg: str, e: Any) -> None:
-        raise invalid(f"{self.where}: invalid FHIRPath at column {col}: {msg}")
-
-
-def _parse_path(path: str, i: int) -> dict[str, Any]:
-    # `div` is a FHIRPath operator keyword, yet Narrative.div is a common patch target.
-    lexer = FHIRPathLexer(InputStream(re.sub(r"\.div\b(?!\s*\()", ".`div`", path)))
-    parser = FHIRPathParser(CommonTokenStream(lexer))
-    for recognizer in (lexer, parser):
-        recognizer.removeErrorListeners()
-        recognizer.addErrorListener(_RaiseOnSyntaxError(f"Operation {i} path {path!r}"))
-    listener = ASTPathListener()  # type: ignore[no-untyped-call]
-    ParseTreeWalker().walk(listener, parser.entireExpression())  # type: ignore[no-untyped-call]
-    tree: dict[str, Any] = listener.parentStack[0]
-    return tree
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,8 +147,8 @@ def _is_value_part(part: Any) -> bool:
 
 def _apply_operation(doc: dict[str, Any], i: int, op: dict[str, Any]) -> None:
     kind, path = op["type"], op["path"]
-    locator = _Locator(doc)
-    tree = _parse_path(path, i)
+    locator = Locator(doc)
+    tree = parse_path(path, i)
     if kind in ("insert", "move"):
         _change_list(locator, tree, i, op)
         return
@@ -410,7 +184,7 @@ def _value(part: dict[str, Any], cls: type | None, i: int) -> _Value:
         return _Value(part["resource"], None, "Resource")
     obj: dict[str, Any] = {}
     for sub in part["part"]:
-        key, field = _resolve_name(cls, sub["name"], _value_type(sub))
+        key, field = resolve_name(cls, sub["name"], _value_type(sub))
         value = _value(sub, field.cls if field else None, i)
         if field.is_list if field else key in obj:
             _insert(obj, key, value)
@@ -450,10 +224,10 @@ def _exts(obj: dict[str, Any], key: str, length: int, create: bool) -> list[Any]
     return exts
 
 
-def _add(loc: _Loc, name: str, part: dict[str, Any], i: int) -> None:
+def _add(loc: Location, name: str, part: dict[str, Any], i: int) -> None:
     if not isinstance(loc.value, dict):
         raise processing(f"Operation {i} (add): the path points at a primitive, which has no child {name}")
-    key, field = _resolve_name(loc.cls, name, _value_type(part))
+    key, field = resolve_name(loc.cls, name, _value_type(part))
     if field is None and loc.cls is not None:
         raise processing(f"Operation {i} (add): {name} is not an element of {loc.cls.__name__}")
     value = _value(part, field.cls if field else None, i)
@@ -465,10 +239,10 @@ def _add(loc: _Loc, name: str, part: dict[str, Any], i: int) -> None:
         _put(loc.value, key, value)
 
 
-def _replace(loc: _Loc, part: dict[str, Any], i: int) -> None:
+def _replace(loc: Location, part: dict[str, Any], i: int) -> None:
     parent = typing.cast(dict[str, Any], loc.parent)
     value = _value(part, loc.cls, i)
-    field = _field(loc.owner, loc.key)
+    field = model_field(loc.owner, loc.key)
     if loc.index is not None:
         parent[loc.key][loc.index] = value.json
         exts = _exts(parent, loc.key, len(parent[loc.key]), value.ext is not None)
@@ -477,7 +251,7 @@ def _replace(loc: _Loc, part: dict[str, Any], i: int) -> None:
         return
     key = loc.key
     if field and field.choice_of and value.type_name:
-        key, _ = _resolve_name(loc.owner, field.choice_of, value.type_name)
+        key, _ = resolve_name(loc.owner, field.choice_of, value.type_name)
         if key == field.choice_of:
             raise processing(f"Operation {i} (replace): {key} cannot be a {value.type_name}")
     del parent[loc.key]
@@ -485,7 +259,7 @@ def _replace(loc: _Loc, part: dict[str, Any], i: int) -> None:
     _put(parent, key, value)
 
 
-def _remove(loc: _Loc) -> None:
+def _remove(loc: Location) -> None:
     parent = typing.cast(dict[str, Any], loc.parent)
     if loc.index is None:
         del parent[loc.key]
@@ -497,12 +271,12 @@ def _remove(loc: _Loc) -> None:
         del exts[loc.index]
 
 
-def _change_list(locator: _Locator, tree: dict[str, Any], i: int, op: dict[str, Any]) -> None:
+def _change_list(locator: Locator, tree: dict[str, Any], i: int, op: dict[str, Any]) -> None:
     """insert and move: the path names the list itself (`Patient.identifier`)."""
     kind, path = op["type"], op["path"]
     parent, key, owner = _list_slot(locator, tree, i, op)
     items = parent.get(key, [])
-    field = _field(owner, key)
+    field = model_field(owner, key)
     if (field is not None and not field.is_list) or not isinstance(items, list):
         raise processing(f"Operation {i} ({kind}): {path} is not a list")
     if kind == "insert":
@@ -525,11 +299,11 @@ def _change_list(locator: _Locator, tree: dict[str, Any], i: int, op: dict[str, 
 
 
 def _list_slot(
-    locator: _Locator, tree: dict[str, Any], i: int, op: dict[str, Any]
+    locator: Locator, tree: dict[str, Any], i: int, op: dict[str, Any]
 ) -> tuple[dict[str, Any], str, type | None]:
-    node = _unwrap(tree)
+    node = unwrap(tree)
     children = node.get("children", [])
-    name = _member_name(children[-1]) if node.get("type") == "InvocationExpression" else None
+    name = member_name(children[-1]) if node.get("type") == "InvocationExpression" else None
     if name is not None:  # `X.name`: the list may be empty or absent, so find its owner instead
         owners = locator.locate(children[0])
         if len(owners) == 1 and isinstance(owners[0].value, dict):
