@@ -298,12 +298,15 @@ def verdicts(cells: list[Cell]) -> list[str]:
         ceiling = by.get(("ceiling", c.backend, c.clients))
         if ceiling and min(ceiling.round_rps) > 0:
             # Median of the per-round ratios: each round's read ran right after its ceiling.
-            ratios = sorted(100 * r / top for r, top in zip(c.round_rps, ceiling.round_rps, strict=True))
-            pct = ratios[(len(ratios) - 1) // 2]
+            ratios = [100 * r / top for r, top in zip(c.round_rps, ceiling.round_rps, strict=True)]
+            pct = sorted(ratios)[(len(ratios) - 1) // 2]  # the lower middle one for an even count
             mark = "PASS" if pct >= READ_TARGET else "FAIL"
-            each = f" (rounds: {', '.join(f'{x:.0f}' for x in ratios)} %)" if len(ratios) > 1 else ""
-            out.append(f"read/ceiling {c.backend} c={c.clients}: {c.rps:.0f} / {ceiling.rps:.0f} req/s, "
-                       f"{pct:.1f} %{each} (target >= {READ_TARGET:.0f} %) {mark}")
+            if len(ratios) == 1:
+                figure = f"{c.rps:.0f} / {ceiling.rps:.0f} req/s = {pct:.1f} %"
+            else:
+                rounds = ", ".join(f"{x:.0f}" for x in ratios)
+                figure = f"median of the rounds' ratios {pct:.1f} % (round by round: {rounds} %)"
+            out.append(f"read/ceiling {c.backend} c={c.clients}: {figure} (target >= {READ_TARGET:.0f} %) {mark}")
     for backend in sorted({c.backend for c in cells}):
         low, high = by.get(("create", backend, 1)), by.get(("create", backend, 32))
         if low and high and low.rps > 0:
