@@ -37,11 +37,7 @@ SAMPLE_PATIENT: dict[str, Any] = {
     "identifier": [
         {
             "use": "official",
-            "type": {
-                "coding": [
-                    {"system": "http://interopsante.org/CodeSystem/v2-0203", "code": "INS-NIR"}
-                ]
-            },
+            "type": {"coding": [{"system": "http://interopsante.org/CodeSystem/v2-0203", "code": "INS-NIR"}]},
             "system": "urn:oid:1.2.250.1.213.1.4.8",
             "value": "285076922500287",
         },
@@ -67,9 +63,7 @@ SAMPLE_PATIENT: dict[str, Any] = {
             "country": "FRA",
         }
     ],
-    "maritalStatus": {
-        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M"}]
-    },
+    "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M"}]},
 }
 
 
@@ -94,9 +88,9 @@ def ceiling_body() -> tuple[bytes, dict[str, str]]:
 def build_app() -> FastAPI:
     """`create_app(settings)` exactly as the CLI builds it, plus the two bench-only routes."""
     # Imported here so that bench/crud.py can import the sample Patient without the server.
-    import fhir_server
     from sqlalchemy import Connection, text
 
+    import fhir_server
     from fhir_server.app import create_app
     from fhir_server.config import get_settings
 
@@ -115,8 +109,9 @@ def build_app() -> FastAPI:
 
         rows = await store.run_read(history_rows)
         commits = getattr(store, "commits", None)
-        return JSONResponse({"dialect": store.dialect, "commits": commits, "history_rows": rows,
-                             "package": fhir_server.__file__})
+        return JSONResponse(
+            {"dialect": store.dialect, "commits": commits, "history_rows": rows, "package": fhir_server.__file__}
+        )
 
     app = create_app(get_settings())
     app.add_api_route("/bench/ceiling", ceiling_route, methods=["GET"], include_in_schema=False)
@@ -143,8 +138,14 @@ def main() -> None:
     from fhir_server.config import get_settings
 
     # The same uvicorn.run options as fhir_server.cli._serve (without --access-log).
-    uvicorn.run(build_app(), host=args.host, port=args.port, log_level=get_settings().log_level,
-                proxy_headers=True, access_log=False)
+    uvicorn.run(
+        build_app(),
+        host=args.host,
+        port=args.port,
+        log_level=get_settings().log_level,
+        proxy_headers=True,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -72,8 +72,7 @@ def ensure_wrk() -> str:
         sys.exit("wrk is missing: install it with `apt-get install -y wrk` (needs root)")
     print("installing wrk (apt-get install -y wrk) ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, timeout=600, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, timeout=600, env=env, stdout=subprocess.DEVNULL)
     found = shutil.which("wrk")
     if not found:
         sys.exit("apt-get install wrk did not provide a wrk binary")
@@ -115,8 +114,9 @@ def source_tree(rev: str | None, work: Path, tree_dir: Path | None = None) -> tu
         return tree_dir.resolve(), f"folder {tree_dir.resolve()}"
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True,
-                              timeout=60).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+        ).stdout.strip()
 
     if rev is None:
         dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "fhir_server") else ""
@@ -124,8 +124,9 @@ def source_tree(rev: str | None, work: Path, tree_dir: Path | None = None) -> tu
     sha = git("rev-parse", "--verify", f"{rev}^{{commit}}")
     tree = work / "tree"
     tree.mkdir()
-    archive = subprocess.run(["git", "archive", sha, "fhir_server", "profiles"], cwd=REPO, capture_output=True,
-                             check=True, timeout=120).stdout
+    archive = subprocess.run(
+        ["git", "archive", sha, "fhir_server", "profiles"], cwd=REPO, capture_output=True, check=True, timeout=120
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=120)
     return tree, f"commit {sha[:10]}"
 
@@ -135,8 +136,12 @@ def server(tree: Path, database_url: str, log_path: Path) -> Iterator[str]:
     """bench/ceiling.py in a subprocess on a free loopback port; killed on exit, whatever happens."""
     port = free_port()
     # PYTHONPATH comes before the editable install's path: the server imports fhir_server from `tree`.
-    env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_LOG_LEVEL": "warning",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "FHIR_DATABASE_URL": database_url,
+        "FHIR_LOG_LEVEL": "warning",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
+    }
     cmd = [sys.executable, str(BENCH / "ceiling.py"), "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -175,8 +180,9 @@ def seed(base: str, count: int, concurrency: int = 32, timeout: float = 300) -> 
 
             async def put(id_: str) -> None:
                 async with limit:
-                    r = await client.put(f"/fhir/Patient/{id_}", json=patient(id_),
-                                         headers={"Content-Type": "application/fhir+json"})
+                    r = await client.put(
+                        f"/fhir/Patient/{id_}", json=patient(id_), headers={"Content-Type": "application/fhir+json"}
+                    )
                 if r.status_code not in (200, 201):
                     raise RuntimeError(f"seeding {id_}: HTTP {r.status_code} {r.text[:300]}")
 
@@ -195,8 +201,8 @@ def stats(base: str) -> dict[str, Any]:
 
 # -- measuring -----------------------------------------------------------------------------
 def run_wrk(wrk: str, base: str, script: str, clients: int, seconds: float, args: list[str]) -> dict[str, Any]:
-    cmd = [wrk, "-c", str(clients), "-t", str(min(clients, 2)), "-d", f"{max(1, round(seconds))}s",
-           "--timeout", "10s", "-s", str(WRK_DIR / script), base, "--", *args]
+    flags = f"-c {clients} -t {min(clients, 2)} -d {max(1, round(seconds))}s --timeout 10s".split()
+    cmd = [wrk, *flags, "-s", str(WRK_DIR / script), base, "--", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -205,8 +211,9 @@ def run_wrk(wrk: str, base: str, script: str, clients: int, seconds: float, args
     raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-def measure(wrk: str, base: str, backend: str, op: str, clients: int, opts: argparse.Namespace,
-            files: dict[str, str]) -> Cell:
+def measure(
+    wrk: str, base: str, backend: str, op: str, clients: int, opts: argparse.Namespace, files: dict[str, str]
+) -> Cell:
     script, args = {
         "ceiling": ("ceiling.lua", []),
         "read": ("read.lua", [files["ids"]]),
@@ -218,8 +225,18 @@ def measure(wrk: str, base: str, backend: str, op: str, clients: int, opts: argp
     before = stats(base) if op in ("create", "update") else None
     raw = run_wrk(wrk, base, script, clients, opts.duration, args)
     errors = raw["non2xx"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
-    cell = Cell(op, backend, clients, raw["rps"], raw["p50_ms"], raw["p99_ms"], errors, raw["requests"],
-                load1=os.getloadavg()[0], raw=raw)
+    cell = Cell(
+        op,
+        backend,
+        clients,
+        raw["rps"],
+        raw["p50_ms"],
+        raw["p99_ms"],
+        errors,
+        raw["requests"],
+        load1=os.getloadavg()[0],
+        raw=raw,
+    )
     if before is not None:
         time.sleep(0.5)  # let requests still in flight when wrk stopped reach the database
         after = stats(base)
@@ -246,9 +263,12 @@ def bench_backend(wrk: str, backend: str, database_url: str, opts: argparse.Name
                 for op in OPERATIONS:
                     cell = measure(wrk, base, backend, op, clients, opts, files)
                     rounds[op].append(cell)
-                    print(f"[{backend}] round {number} {op:<7} c={clients:<3} {cell.rps:9.1f} req/s  "
-                          f"p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  errors {cell.errors}  "
-                          f"load {cell.load1:.1f}", flush=True)
+                    print(
+                        f"[{backend}] round {number} {op:<7} c={clients:<3} {cell.rps:9.1f} req/s  "
+                        f"p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  errors {cell.errors}  "
+                        f"load {cell.load1:.1f}",
+                        flush=True,
+                    )
             cells += [merge(rounds[op]) for op in OPERATIONS]
     return cells
 
@@ -282,9 +302,11 @@ def table(cells: list[Cell]) -> str:
     head = "| operation | backend | clients | req/s | p50 ms | p99 ms | errors | writes/commit | load1 |"
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cells:
-        group = f"{c.writes / c.commits:.1f} ({c.writes}/{c.commits})" if c.commits else ""
-        lines.append(f"| {c.operation} | {c.backend} | {c.clients} | {c.rps:.0f} | {c.p50_ms:.2f} | "
-                     f"{c.p99_ms:.2f} | {c.errors} | {group} | {c.load1:.1f} |")
+        group = f"{c.writes / c.commits:.1f} ({c.writes}/{c.commits})" if c.commits and c.writes is not None else ""
+        lines.append(
+            f"| {c.operation} | {c.backend} | {c.clients} | {c.rps:.0f} | {c.p50_ms:.2f} | "
+            f"{c.p99_ms:.2f} | {c.errors} | {group} | {c.load1:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -311,12 +333,16 @@ def verdicts(cells: list[Cell]) -> list[str]:
         low, high = by.get(("create", backend, 1)), by.get(("create", backend, 32))
         if low and high and low.rps > 0:
             ratio = high.rps / low.rps
-            target = " (target >= 10x) " + ("PASS" if ratio >= GROUP_COMMIT_TARGET else "FAIL") \
-                if backend == "sqlite" else " (no target)"
+            target = (
+                " (target >= 10x) " + ("PASS" if ratio >= GROUP_COMMIT_TARGET else "FAIL")
+                if backend == "sqlite"
+                else " (no target)"
+            )
             out.append(f"create c=32 / c=1 {backend}: {high.rps:.0f} / {low.rps:.0f} req/s = {ratio:.1f}x{target}")
     errors = sum(c.errors for c in cells)
-    out.append(f"errors (non-2xx, socket, timeout) over all cells: {errors} (target 0) "
-               f"{'PASS' if errors == 0 else 'FAIL'}")
+    out.append(
+        f"errors (non-2xx, socket, timeout) over all cells: {errors} (target 0) {'PASS' if errors == 0 else 'FAIL'}"
+    )
     return out
 
 
@@ -327,8 +353,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1, help="unmeasured seconds before each cell (0 = none)")
     parser.add_argument("--clients", default="1,8,32", help="comma-separated connection counts")
     parser.add_argument("--seed", type=int, default=1000, help="patients created before measuring")
-    parser.add_argument("--rounds", type=int, default=1, help="measure every cell this many times, "
-                        "interleaved; the table shows the median round (default 1)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every cell this many times, interleaved; the table shows the median round (default 1)",
+    )
     parser.add_argument("--json-out", type=Path, help="also write every cell (with wrk's raw figures) here")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--rev", help="serve this git commit (git archive) instead of the working tree")
@@ -337,6 +367,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     opts.clients = [int(c) for c in opts.clients.split(",") if c.strip()]
     if not opts.clients or min(opts.clients) < 1 or opts.duration <= 0 or opts.seed < 1 or opts.rounds < 1:
         parser.error("clients, duration, seed and rounds must be positive")
+    if opts.pg_url and make_url(opts.pg_url).host not in LOOPBACK:
+        parser.error(f"--pg-url must point at a loopback server, not {make_url(opts.pg_url).host}")
     return opts
 
 
@@ -358,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
                 text = log.read_text(errors="replace").strip()
                 if "Traceback" in text or "ERROR" in text:
                     print(f"--- {log.name} (last lines) ---\n{text[-2000:]}", file=sys.stderr)
-    print(f"\nFHIR CRUD benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
-          f"{opts.duration:g} s per cell x {opts.rounds} round(s), wrk -c N -t min(N,2), {opts.seed} seeded patients, "
-          f"server code: {source}\n")
+    print(
+        f"\nFHIR CRUD benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
+        f"{opts.duration:g} s per cell x {opts.rounds} round(s), wrk -c N -t min(N,2), {opts.seed} seeded patients, "
+        f"server code: {source}\n"
+    )
     print(table(cells))
     print()
     for line in verdicts(cells):
