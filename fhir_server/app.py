@@ -17,10 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
 
 from fhir_server import __version__
 from fhir_server.api.capabilities import build_capability_statement
 from fhir_server.api.http import error_response
+from fhir_server.api.openapi import openapi_document
 from fhir_server.api.operation_routes import OPERATION_DEFINITIONS
 from fhir_server.api.routes import ROUTES
 from fhir_server.config import Settings, get_settings
@@ -125,16 +127,27 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
     app.state.capability_statement = capability_statement
     for route in ROUTES:
-        app.add_api_route(
-            FHIR_BASE + route.path,
-            route.handler,
-            methods=[route.method],
-            name=f"{route.interaction}:{route.method} {route.path}",
-            summary=route.summary,
-            tags=[route.interaction],
+        app.router.routes.append(
+            StarletteRoute(
+                FHIR_BASE + route.path,
+                _endpoint(route.handler),
+                methods=[route.method],
+                name=f"{route.interaction}:{route.method} {route.path}",
+            )
         )
+    info = {"title": app.title, "version": app.version, "description": app.description}
+    document = openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info)
+    app.openapi = lambda: document  # type: ignore[method-assign]
     _install_error_handlers(app)
     return app
+
+
+def _endpoint(handler: Any) -> Any:
+    async def endpoint(request: Request) -> Response:
+        response: Response = await handler(request, **request.path_params)
+        return response
+
+    return endpoint
 
 
 def _install_error_handlers(app: FastAPI) -> None:

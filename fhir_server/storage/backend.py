@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from fhir_server.storage.schema import resource, resource_history
 
@@ -86,11 +86,8 @@ class WriteTx:
 
     def current(self, type_: str, id_: str) -> StoredResource | None:
         """The current version; on PostgreSQL the row stays locked until the transaction ends."""
-        stmt = select(*_CURRENT_COLUMNS).where(resource.c.res_type == type_, resource.c.res_id == id_)
-        if self._lock_rows:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
-        return StoredResource(*row) if row else None
+        stmt = _READ_CURRENT_LOCKED if self._lock_rows else _READ_CURRENT
+        return current_row(self.conn.execute(stmt, {"t": type_, "i": id_}).first())
 
     def lock(self, key: str) -> None:
         """Serialise writers that decide on the same key (conditional interactions)."""
@@ -116,9 +113,7 @@ class WriteTx:
         else:
             rid = previous.rid
             self.conn.execute(update(resource).where(resource.c.rid == rid).values(**values))
-        self.conn.execute(
-            insert(resource_history).values(rid=rid, res_type=type_, res_id=id_, method=method, **values)
-        )
+        self.conn.execute(insert(resource_history).values(rid=rid, res_type=type_, res_id=id_, method=method, **values))
         return int(rid)
 
 
@@ -160,17 +155,9 @@ class Storage:
         return await self.run_read(lambda conn: read_current(conn, type_, id_))
 
     async def vread(self, type_: str, id_: str, version: int) -> HistoryEntry | None:
-        def run(conn: Connection) -> HistoryEntry | None:
-            row = conn.execute(
-                select(*_HISTORY_COLUMNS).where(
-                    resource_history.c.res_type == type_,
-                    resource_history.c.res_id == id_,
-                    resource_history.c.version == version,
-                )
-            ).first()
-            return HistoryEntry(*row) if row else None
-
-        return await self.run_read(run)
+        return await self.run_read(
+            lambda conn: version_row(conn.execute(_READ_VERSION, {"t": type_, "i": id_, "v": version}).first())
+        )
 
     async def current_bodies(self, type_: str) -> list[bytes]:
         """Bodies of every current, non-deleted resource of a type (small conformance sets)."""
@@ -194,11 +181,45 @@ class Storage:
         return await self.run_read(lambda conn: read_history(conn, type_, id_, since, at, before_seq, limit))
 
 
+# Point reads are the hottest statements: built once, with bound parameters.
+_READ_CURRENT = select(*_CURRENT_COLUMNS).where(
+    resource.c.res_type == bindparam("t"), resource.c.res_id == bindparam("i")
+)
+_READ_CURRENT_LOCKED = _READ_CURRENT.with_for_update()
+_READ_VERSION = select(*_HISTORY_COLUMNS).where(
+    resource_history.c.res_type == bindparam("t"),
+    resource_history.c.res_id == bindparam("i"),
+    resource_history.c.version == bindparam("v"),
+)
+# The same as plain SQL text, for backends that read through their driver directly.
+READ_CURRENT_SQL = (
+    "SELECT rid, res_type, res_id, version, last_updated, deleted, body FROM resource "
+    "WHERE res_type = {p} AND res_id = {p}"
+)
+READ_VERSION_SQL = (
+    "SELECT seq, res_type, res_id, version, last_updated, deleted, method, body FROM resource_history "
+    "WHERE res_type = {p} AND res_id = {p} AND version = {p}"
+)
+
+
+def current_row(row: Any) -> StoredResource | None:
+    if row is None:
+        return None
+    rid, type_, id_, version, last_updated, deleted, body = row
+    return StoredResource(int(rid), type_, id_, int(version), int(last_updated), bool(deleted), body and bytes(body))
+
+
+def version_row(row: Any) -> HistoryEntry | None:
+    if row is None:
+        return None
+    seq, type_, id_, version, last_updated, deleted, method, body = row
+    return HistoryEntry(
+        int(seq), type_, id_, int(version), int(last_updated), bool(deleted), method, body and bytes(body)
+    )
+
+
 def read_current(conn: Connection, type_: str, id_: str) -> StoredResource | None:
-    row = conn.execute(
-        select(*_CURRENT_COLUMNS).where(resource.c.res_type == type_, resource.c.res_id == id_)
-    ).first()
-    return StoredResource(*row) if row else None
+    return current_row(conn.execute(_READ_CURRENT, {"t": type_, "i": id_}).first())
 
 
 def read_history(
@@ -237,4 +258,3 @@ def read_history(
         )
     stmt = select(*_HISTORY_COLUMNS).where(*conds).order_by(h.c.seq.desc()).limit(limit)
     return [HistoryEntry(*row) for row in conn.execute(stmt)]
-

@@ -231,9 +231,11 @@ def fulltext_ddl(dialect: str) -> list[str]:
 
 
 for _sql in _SQLITE_FTS:
-    event.listen(idx_fulltext, "after_create", DDL(_sql).execute_if(dialect="sqlite"))
+    event.listen(idx_fulltext, "after_create", DDL(_sql).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
 for _sql in _PG_FTS:
-    event.listen(idx_fulltext, "after_create", DDL(_sql).execute_if(dialect="postgresql"))
+    event.listen(idx_fulltext, "after_create", DDL(_sql).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]
 event.listen(
-    idx_fulltext, "before_drop", DDL("DROP TABLE IF EXISTS idx_fulltext_fts").execute_if(dialect="sqlite")
+    idx_fulltext,
+    "before_drop",
+    DDL("DROP TABLE IF EXISTS idx_fulltext_fts").execute_if(dialect="sqlite"),  # type: ignore[no-untyped-call]
 )

@@ -18,14 +18,27 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from fhir_server.storage.backend import Storage, WriteTx
+from fhir_server.storage.backend import (
+    READ_CURRENT_SQL,
+    READ_VERSION_SQL,
+    HistoryEntry,
+    Storage,
+    StoredResource,
+    WriteTx,
+    current_row,
+    version_row,
+)
 
 __all__ = ["PostgresStorage"]
 
 T = TypeVar("T")
+_READ_SQL = READ_CURRENT_SQL.format(p="%s")
+_VREAD_SQL = READ_VERSION_SQL.format(p="%s")
 _RETRIES = 5
 # deadlock_detected, serialization_failure
 _RETRY_SQLSTATES = {"40P01", "40001"}
@@ -40,13 +53,42 @@ class PostgresStorage(Storage):
     dialect = "postgresql"
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout): stale connections are recycled and retried instead.
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         super().__init__(engine, pool_size)
         self._writers = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="fhir-write")
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        # Point reads: an asyncio pool on the event loop, autocommit, prepared statements.
+        self._points = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True, "prepare_threshold": 0},
+        )
+        self._opened = False
+
+    async def start(self) -> None:
+        if not self._opened:
+            await self._points.open(wait=True, timeout=30)
+            self._opened = True
 
     async def close(self) -> None:
+        if self._opened:
+            await self._points.close()
+            self._opened = False
         self._writers.shutdown(wait=True)
         await super().close()
+
+    async def read(self, type_: str, id_: str) -> StoredResource | None:
+        async with self._points.connection() as conn:
+            cur = await conn.execute(_READ_SQL, (type_, id_), prepare=True)
+            return current_row(await cur.fetchone())
+
+    async def vread(self, type_: str, id_: str, version: int) -> HistoryEntry | None:
+        async with self._points.connection() as conn:
+            cur = await conn.execute(_VREAD_SQL, (type_, id_, version), prepare=True)
+            return version_row(await cur.fetchone())
 
     async def write(self, fn: Callable[[WriteTx], T]) -> T:
         loop = asyncio.get_running_loop()

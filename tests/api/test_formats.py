@@ -80,3 +80,16 @@ async def test_metadata_is_a_capability_statement_listing_real_interactions(clie
     assert patient["conditionalCreate"] is True and patient["conditionalDelete"] == "single"
     assert {"code": "history-system"} in cs["rest"][0]["interaction"]
     assert len(cs["rest"][0]["resource"]) > 140
+
+
+async def test_openapi_document_describes_every_fhir_route(client: httpx.AsyncClient) -> None:
+    r = await client.get("http://testserver/openapi.json")
+    assert r.status_code == 200
+    doc = r.json()
+    read = doc["paths"]["/fhir/{type}/{id}"]["get"]
+    assert read["tags"] == ["read"]
+    type_param = next(p for p in read["parameters"] if p["name"] == "type")
+    assert "Patient" in type_param["schema"]["enum"]
+    assert "requestBody" in doc["paths"]["/fhir/{type}/{id}"]["put"]
+    assert "application/json-patch+json" in doc["paths"]["/fhir/{type}/{id}"]["patch"]["requestBody"]["content"]
+    assert {"get", "post"} <= set(doc["paths"]["/fhir/{type}/${op}"])
