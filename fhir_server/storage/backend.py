@@ -72,6 +72,12 @@ _HISTORY_COLUMNS = (
 )
 
 
+# Write statements, built once (statement construction costs more than executing them on SQLite).
+_INSERT_CURRENT = insert(resource).returning(resource.c.rid)
+_UPDATE_CURRENT = update(resource).where(resource.c.rid == bindparam("r"))
+_INSERT_HISTORY = insert(resource_history)
+
+
 def now_micros() -> int:
     return time.time_ns() // 1000
 
@@ -104,16 +110,13 @@ class WriteTx:
         body: bytes | None,
     ) -> int:
         """Store a new version (body None = deletion) and return the resource's rid."""
-        deleted = body is None
-        values = {"version": version, "last_updated": last_updated, "deleted": deleted, "body": body}
+        values = {"version": version, "last_updated": last_updated, "deleted": body is None, "body": body}
         if previous is None:
-            rid = self.conn.execute(
-                insert(resource).values(res_type=type_, res_id=id_, **values).returning(resource.c.rid)
-            ).scalar_one()
+            rid = self.conn.execute(_INSERT_CURRENT, {"res_type": type_, "res_id": id_, **values}).scalar_one()
         else:
             rid = previous.rid
-            self.conn.execute(update(resource).where(resource.c.rid == rid).values(**values))
-        self.conn.execute(insert(resource_history).values(rid=rid, res_type=type_, res_id=id_, method=method, **values))
+            self.conn.execute(_UPDATE_CURRENT, {"r": rid, **values})
+        self.conn.execute(_INSERT_HISTORY, {"rid": rid, "res_type": type_, "res_id": id_, "method": method, **values})
         return int(rid)
 
 
