@@ -10,7 +10,7 @@ keyset condition, and select `count + 1` rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
@@ -89,8 +89,13 @@ def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy:
     sort_exprs = [_sort_expr(k, query.types, r, ctx) for k in query.sort]
     signature = ",".join(str(k) for k in query.sort)
     cursor = decode(query.cursor, signature) if query.cursor else None
-    count_stmt = select(func.count()).select_from(r).where(where)
     wants_count = query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
+    count_where = where
+    if wants_count and query.where is not None:
+        counting = replace(ctx, counting=True)
+        type_ = query.types[0] if len(query.types) == 1 else "*"
+        count_where = and_(*conds[:-1], compile_where(query.where, type_, r, counting)[0])
+    count_stmt = select(func.count()).select_from(r).where(count_where)
     if query.summary == "count" or query.count == 0:
         return Plan(query, None, None, count_stmt, sort_exprs, cursor, signature, where, r)
     count = count_stmt if wants_count else None

@@ -85,7 +85,7 @@ def resource_types() -> tuple[str, ...]:
 
 def _definitions() -> list[dict[str, Any]]:
     try:
-        from fhir_server.definitions import search_parameters  # type: ignore[attr-defined]
+        from fhir_server.definitions import search_parameters
 
         return list(search_parameters())
     except (ImportError, AttributeError):

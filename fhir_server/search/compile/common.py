@@ -41,6 +41,7 @@ class Ctx:
     # Rows a subquery yields, counted up to a cap (None: plan by the static ranking alone).
     count: Callable[[Any], int] | None = None
     depth: int = 0  # nesting of chains and _has, to name their aliases apart
+    counting: bool = False  # a COUNT visits every match: the most selective term always drives
 
 
 @lru_cache(maxsize=256)
@@ -76,7 +77,8 @@ def in_index(
         sub = sub.where(cond)
     # Never correlated: a chain nests the same index table inside itself.
     sub = sub.correlate(None)
-    return r.c.rid.not_in(sub) if negate else r.c.rid.in_(sub)
+    cond_: ColumnElement[bool] = r.c.rid.not_in(sub) if negate else r.c.rid.in_(sub)
+    return cond_
 
 
 def _probe(
@@ -90,14 +92,14 @@ def _probe(
         sub = sub.where(t.c.res_type == res_type)
     if cond is not None:
         sub = sub.where(cond)
-    found = sub.exists().correlate(p.r)
+    found: ColumnElement[bool] = sub.exists().correlate(p.r)
     return ~found if negate else found
 
 
 def _retarget(cond: ColumnElement[bool], table: Table, alias: Any) -> ColumnElement[bool]:
     from sqlalchemy.sql.util import ClauseAdapter
 
-    return ClauseAdapter(alias).traverse(cond)  # type: ignore[no-any-return]
+    return ClauseAdapter(alias).traverse(cond)
 
 
 def missing(table: Table, r: Any, res_type: str, p: Param) -> ColumnElement[bool]:

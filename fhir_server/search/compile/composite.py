@@ -94,7 +94,8 @@ def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElemen
         a, b = v.text.split("$")
         second = Value(b)
         if kind in ("quantity", "number", "date"):
-            second = Value(*reversed(split_prefix(b)))
+            prefix, rest = split_prefix(b)
+            second = Value(rest, prefix)
         first = token.match_values((Value(a),), t.c.h1_full, t.c.h1_code, None)
         conds.append(and_(first, _second_condition(p, kind, second)))
     return in_index(t, r, rt, p.code, any_of(conds))

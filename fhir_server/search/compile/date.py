@@ -48,7 +48,9 @@ def index_rows(nodes: list[Node], impl: SearchParamImpl) -> list[Row]:
     return [("date", {"lo": lo, "hi": hi}) for value, _h in nodes for lo, hi in ranges_of(value)]
 
 
-def range_condition(prefix: str, slo: int, shi: int, lo: Any, hi: Any, now_us: int) -> ColumnElement[bool]:
+def range_condition(
+    prefix: str, slo: int, shi: int, lo: ColumnElement[Any], hi: ColumnElement[Any], now_us: int
+) -> ColumnElement[bool]:
     """Target range `[lo, hi)` against search range `[slo, shi)` under `prefix`."""
     # `lo < hi` always, so `eq` implies `lo < shi` and `ge` implies `hi > slo`: the extra bound
     # is redundant logically but gives the index a range to scan.

@@ -75,15 +75,17 @@ def _words(p: Param, raw: str) -> list[str]:
 
 def _sqlite(column: str, words: list[str], r: Any) -> ColumnElement[bool]:
     query = " AND ".join(f'{column} : "{w}"' for w in words)
-    fts = literal_column("idx_fulltext_fts")
-    sub = select(literal_column("rowid")).select_from(text("idx_fulltext_fts")).where(fts.op("MATCH")(query))
-    return r.c.rid.in_(sub)
+    fts: Any = literal_column("idx_fulltext_fts")
+    sub: Any = select(literal_column("rowid")).select_from(text("idx_fulltext_fts")).where(fts.op("MATCH")(query))
+    cond: ColumnElement[bool] = r.c.rid.in_(sub)
+    return cond
 
 
 def _postgres(column: str, words: list[str], r: Any) -> ColumnElement[bool]:
     t = idx_fulltext
     query = func.to_tsquery("simple", " & ".join(words))
-    return r.c.rid.in_(select(t.c.rid).where(t.c[column].op("@@")(query)))
+    cond: ColumnElement[bool] = r.c.rid.in_(select(t.c.rid).where(t.c[column].op("@@")(query)))
+    return cond
 
 
 def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElement[bool]:

@@ -56,7 +56,7 @@ def parse_number(p: Param, v: Value, text: str | None = None) -> Decimal:
     return d
 
 
-def number_condition(prefix: str, d: Decimal, col: Any) -> ColumnElement[bool]:
+def number_condition(prefix: str, d: Decimal, col: ColumnElement[Any]) -> ColumnElement[bool]:
     exp = d.as_tuple().exponent
     half = Decimal(5).scaleb(int(exp) - 1) if isinstance(exp, int) else Decimal(0)
     lo, hi, x = float(d - half), float(d + half), float(d)

@@ -62,9 +62,10 @@ def index_rows(nodes: list[Node], impl: SearchParamImpl) -> list[Row]:
             ident = value.get("identifier")
             if isinstance(ident, dict):
                 rows.extend(token.identifier_rows(ident, suffix=":identifier"))
-            ref, explicit_type = value.get("reference"), value.get("type")
-            if not isinstance(ref, str):
+            ref_, explicit_type = value.get("reference"), value.get("type")
+            if not isinstance(ref_, str):
                 continue
+            ref = ref_
         else:
             continue
         type_, id_, url, version = parse_reference(ref)

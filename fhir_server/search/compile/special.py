@@ -22,7 +22,7 @@ __all__ = ["id_predicate", "last_updated_predicate"]
 
 def id_predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     ids = [v.text for v in p.values]
-    cond = r.c.res_id == ids[0] if len(ids) == 1 else r.c.res_id.in_(ids)
+    cond: ColumnElement[bool] = r.c.res_id == ids[0] if len(ids) == 1 else r.c.res_id.in_(ids)
     match p.modifier:
         case None:
             return cond

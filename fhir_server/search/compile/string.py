@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, and_
 
 from fhir_server.indexing.extract import Node
 from fhir_server.indexing.normalize import clip, fold
@@ -59,8 +59,8 @@ def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElemen
         case None:
             cond = any_of([starts_with(t.c.value, fold(v.text)) for v in p.values])
         case "exact":
-            texts = [clip(v.text) for v in p.values]
-            cond = t.c.exact == texts[0] if len(texts) == 1 else t.c.exact.in_(texts)
+            # `value` is indexed; `exact` only refines what the folded value found.
+            cond = any_of([and_(t.c.value == fold(v.text), t.c.exact == clip(v.text)) for v in p.values])
         case "contains":
             cond = any_of([t.c.value.contains(fold(v.text), autoescape=True) for v in p.values])
         case "missing":

@@ -56,7 +56,7 @@ def identifier_rows(ident: dict[str, Any], suffix: str = "") -> list[Row]:
     value = ident.get("value")
     if not isinstance(value, str):
         return []
-    type_ = ident.get("type") if isinstance(ident.get("type"), dict) else {}
+    type_: dict[str, Any] = ident["type"] if isinstance(ident.get("type"), dict) else {}
     rows = [_row(ident.get("system"), value, type_.get("text"), suffix)]
     if not suffix:
         for coding in type_.get("coding", []):

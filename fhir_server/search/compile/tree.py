@@ -118,7 +118,7 @@ def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[
     static rank and, when measuring compiled it, the term's `IN` form (reused if it drives).
 
     Only plain `rid IN (SELECT rid FROM idx ...)` terms are counted (an index range scan
-    stopped at `COUNT_CAP`, well under a millisecond); other terms keep their static rank.
+    stopped at `COUNT_CAP`, about a millisecond); other terms keep their static rank.
     """
     out = []
     for item in items:
@@ -133,7 +133,7 @@ def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[
     return sorted(out, key=lambda m: (COUNT_CAP if m.estimate is None else m.estimate, m.static))
 
 
-COUNT_CAP = 1000
+COUNT_CAP = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +155,20 @@ def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tu
     # Measured: only a term with few rows drives; a broad one would make the database sort
     # all its rows, where scanning the type in rid order stops after one page of probes.
     drives = first.estimate < COUNT_CAP if first.estimate is not None else first.static <= _DRIVER_MAX
+    drives = drives or ctx.counting
     if drives:
         head = first.expr if first.expr is not None else compile_node(first.node, res_type, r, ctx)
     else:
-        head = compile_node(first.node, res_type, probe, ctx)
-    conds = [head, *(compile_node(m.node, res_type, probe, ctx) for m in ordered[1:])]
+        head = compile_node(first.node, res_type, _probe_for(first.node, r, probe), ctx)
+    conds = [head, *(compile_node(m.node, res_type, _probe_for(m.node, r, probe), ctx) for m in ordered[1:])]
     return and_(*conds), drives
+
+
+def _probe_for(node: Node, r: Any, probe: Probe) -> Any:
+    """Chains and `_has` stay `IN (subquery)`, evaluated once: as a per-row probe SQLite would
+    re-run their nested subqueries for every row."""
+    links = node.items if isinstance(node, Or) else (node,)
+    return r if all(isinstance(n, (Chain, Has)) for n in links) else probe
 
 
 def _disjunction(conds: list[ColumnElement[bool]], r: Any) -> ColumnElement[bool]:
@@ -207,7 +215,8 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     )
     if res_type != "*":
         ids = ids.where(ref.c.target_type == res_type)
-    return r.c.res_id.in_(ids)
+    cond: ColumnElement[bool] = r.c.res_id.in_(ids)
+    return cond
 
 
 def _compartment(node: Compartment, res_type: str, r: Any) -> ColumnElement[bool]:
@@ -222,7 +231,7 @@ def _compartment(node: Compartment, res_type: str, r: Any) -> ColumnElement[bool
         )
         .correlate(None)
     )
-    cond = r.c.rid.in_(sub)
+    cond: ColumnElement[bool] = r.c.rid.in_(sub)
     if res_type == node.comp_type:  # the compartment's own resource belongs to it
         cond = or_(cond, r.c.res_id == node.comp_id)
     return cond
