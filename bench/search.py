@@ -52,12 +52,13 @@ SHAPES: dict[str, Shape] = {
     "obs code OR-list + date": lambda r, n: ("Observation", [("code", "8480-6,8462-4,8867-4"),
                                                              ("date", f"ge{r.randint(2015, 2024)}-01-01")]),
     "obs quantity gt": lambda r, n: ("Observation", [("code", "2339-0"), ("value-quantity", "gt240")]),
+    # every combination below matches some resources (the generator's patterns are periodic)
     "chain patient.name": lambda r, n: ("Observation", [("patient.name", r.choice(["dupont", "lefèvre"])),
-                                                        ("code", "8480-6")]),
+                                                        ("code", "4548-4")]),
     "chain patient.identifier": lambda r, n: (
         "Observation", [("patient.identifier", f"{INS}|{1_000_000_000_000 + _pat(r, n)}")]),
     "_has condition code": lambda r, n: ("Patient", [("_has:Condition:patient:code", "363346000"),
-                                                     ("address-city", "paris")]),
+                                                     ("address-city", "lyon")]),
     "condition _include patient": lambda r, n: ("Condition", [("patient", f"pat-{_pat(r, n)}"),
                                                               ("_include", "Condition:patient")]),
     "patient _revinclude careplan": lambda r, n: ("Patient", [("_id", f"pat-{_pat(r, n)}"),

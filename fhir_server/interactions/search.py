@@ -125,7 +125,8 @@ def _url(base: str, path: str, query: Query, cursor: str | None) -> str:
     if cursor:
         params.append(("_cursor", cursor))
     qs = urlencode(params)
-    return f"{base}/{path}" + (f"?{qs}" if qs else "") if path else f"{base}" + (f"?{qs}" if qs else "")
+    url = f"{base}/{path}" if path else base
+    return f"{url}?{qs}" if qs else url
 
 
 def _entry(base: str, m: Match, mode: str, query: Query) -> bytes:

@@ -30,7 +30,8 @@ __all__ = ["Match", "SearchResult", "capability_search_params", "find_ids", "mak
 
 def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) -> Ctx:
     def count(sub: Any) -> int:
-        # SQLite has no statistics about these subqueries; PostgreSQL has, so it plans alone.
+        # SQLite has no statistics on these subqueries, and PostgreSQL's (per column) badly
+        # misjudge `res_type, param, hash` combinations: counting is cheap and exact.
         capped = sub.limit(COUNT_CAP).subquery()
         return int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
 
@@ -40,7 +41,7 @@ def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) 
         base_url=base_url,
         valueset=resolver(conn),
         now_us=time.time_ns() // 1000,
-        count=count if conn.dialect.name == "sqlite" else None,
+        count=count,
     )
 
 

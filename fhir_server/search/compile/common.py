@@ -60,9 +60,10 @@ class Probe:
     term's full rid list, which for a broad date range is most of the table.
     """
 
-    def __init__(self, r: Any) -> None:
+    def __init__(self, r: Any, fence: bool = False) -> None:
         self.r = r
         self.c = r.c
+        self.fence = fence  # PostgreSQL: keep the probe a per-row subplan (see _probe)
 
 
 def in_index(
@@ -92,7 +93,9 @@ def _probe(
         sub = sub.where(t.c.res_type == res_type)
     if cond is not None:
         sub = sub.where(cond)
-    found: ColumnElement[bool] = sub.exists().correlate(p.r)
+    # OFFSET 0 keeps PostgreSQL from turning the probe into a semi-join over every matching
+    # row (which then sorts them all); evaluated per row, the scan stops after one page.
+    found: ColumnElement[bool] = (sub.offset(0) if p.fence else sub).exists().correlate(p.r)
     return ~found if negate else found
 
 

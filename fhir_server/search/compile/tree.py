@@ -150,7 +150,7 @@ def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tu
     Returns the condition and whether a term drives (False: the rows are best scanned in order).
     """
     ordered = _measured(items, res_type, r, ctx)
-    probe = r if isinstance(r, Probe) else Probe(r)
+    probe = r if isinstance(r, Probe) else Probe(r, fence=ctx.dialect == "postgresql")
     first = ordered[0]
     # Measured: only a term with few rows drives; a broad one would make the database sort
     # all its rows, where scanning the type in rid order stops after one page of probes.
@@ -165,10 +165,10 @@ def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tu
 
 
 def _probe_for(node: Node, r: Any, probe: Probe) -> Any:
-    """Chains and `_has` stay `IN (subquery)`, evaluated once: as a per-row probe SQLite would
-    re-run their nested subqueries for every row."""
+    """Chains stay `IN (subquery)`, evaluated once: as a per-row probe SQLite would try every
+    target id for every row."""
     links = node.items if isinstance(node, Or) else (node,)
-    return r if all(isinstance(n, (Chain, Has)) for n in links) else probe
+    return r if all(isinstance(n, Chain) for n in links) else probe
 
 
 def _disjunction(conds: list[ColumnElement[bool]], r: Any) -> ColumnElement[bool]:
@@ -215,6 +215,21 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     )
     if res_type != "*":
         ids = ids.where(ref.c.target_type == res_type)
+    if isinstance(r, Probe):
+        # Per row: the sources referencing this resource (found by its id), each tested in
+        # turn with per-row probes too; a list of all matching sources would be rebuilt for
+        # every row.
+        inner = compile_node(node.node, node.source, Probe(source, r.fence), ctx)
+        probe = (
+            select(ref.c.target_id)
+            .select_from(ref.join(source, source.c.rid == ref.c.rid))
+            .where(ref.c.res_type == node.source, ref.c.param == node.code, ref.c.target_id == r.c.res_id)
+            .where(source.c.deleted == false(), inner)
+        )
+        if res_type != "*":
+            probe = probe.where(ref.c.target_type == res_type)
+        found: ColumnElement[bool] = (probe.offset(0) if r.fence else probe).correlate(r.r).exists()
+        return found
     cond: ColumnElement[bool] = r.c.res_id.in_(ids)
     return cond
 
