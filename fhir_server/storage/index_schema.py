@@ -153,7 +153,8 @@ idx_composite = _table(
     Column("q_code", Key, nullable=True),
     Column("lo", BigInteger, nullable=True),  # second component, date
     Column("hi", BigInteger, nullable=True),
-    keys=[("res_type", "param", "h1_code"), ("res_type", "param", "h1_full")],
+    # the value columns of the second component after the first's hash: covering for `$gtN`
+    keys=[("res_type", "param", "h1_code", "num"), ("res_type", "param", "h1_full", "num")],
 )
 
 idx_fulltext = Table(

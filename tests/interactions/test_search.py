@@ -140,11 +140,17 @@ async def test_summary_and_elements_subset_entries(store: Storage, data: Request
     assert "text" not in bundle["entry"][0]["resource"]
 
 
-async def test_explain_reports_sql_and_plan(store: Storage, data: RequestContext) -> None:
-    bundle = orjson.loads(await s.search_type(data, store, "Observation", [("code", "8480-6"), ("_explain", "true")],
-                                              BASE))
+@pytest.mark.parametrize(
+    ("res_type", "param", "table"),
+    [("Observation", ("code", "8480-6"), "idx_token"), ("Patient", ("_content", "dupont"), "fulltext"),
+     ("Patient", ("_sort", "-birthdate"), "idx_date")],
+)
+async def test_explain_reports_sql_and_plan(
+    store: Storage, data: RequestContext, res_type: str, param: tuple[str, str], table: str
+) -> None:
+    bundle = orjson.loads(await s.search_type(data, store, res_type, [param, ("_explain", "true")], BASE))
     diag = [i["diagnostics"] for i in bundle["entry"][-1]["resource"]["issue"]]
-    assert diag[0].startswith("SQL: SELECT") and "idx_token" in diag[0]
+    assert diag[0].startswith("SQL: SELECT") and table in diag[0]
     assert diag[1].startswith("Plan: ")
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, func, literal_column, select, text
 
 from fhir_server.indexing.normalize import fold
 from fhir_server.search.ast import Param
-from fhir_server.search.compile.common import Ctx, any_of, bad_value, unsupported_modifier
+from fhir_server.search.compile.common import Ctx, Probe, any_of, bad_value, unsupported_modifier
 from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_fulltext
 
@@ -28,6 +28,9 @@ _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SKIP = frozenset({"div", "data", "resourceType", "id", "url", "system", "reference", "fullUrl"})
 MAX_TEXT = 65536
+# The text search configuration as SQL text, not a bound value: psycopg would send a bound one
+# as an unknown-typed literal and `_explain` could not inline it.
+_SIMPLE = literal_column("'simple'")
 
 
 def narrative_text(resource: dict[str, Any]) -> str:
@@ -57,8 +60,8 @@ def fulltext_row(resource: dict[str, Any], dialect: str) -> dict[str, Any]:
     narrative = fold(narrative_text(resource)) if dialect == "postgresql" else narrative_text(resource)
     content = content_text(resource)
     if dialect == "postgresql":
-        return {"narrative": func.to_tsvector("simple", narrative),
-                "content": func.to_tsvector("simple", fold_long(content))}
+        return {"narrative": func.to_tsvector(_SIMPLE, narrative),
+                "content": func.to_tsvector(_SIMPLE, fold_long(content))}
     return {"narrative": narrative, "content": content}
 
 
@@ -83,7 +86,11 @@ def _sqlite(column: str, words: list[str], r: Any) -> ColumnElement[bool]:
 
 def _postgres(column: str, words: list[str], r: Any) -> ColumnElement[bool]:
     t = idx_fulltext
-    query = func.to_tsquery("simple", " & ".join(words))
+    query = func.to_tsquery(_SIMPLE, " & ".join(words))
+    if isinstance(r, Probe):  # a common word: test this row's vector (primary key) per row
+        sub = select(t.c.rid).where(t.c.rid == r.r.c.rid, t.c[column].op("@@")(query)).offset(0)
+        found: ColumnElement[bool] = sub.exists().correlate(r.r)
+        return found
     cond: ColumnElement[bool] = r.c.rid.in_(select(t.c.rid).where(t.c[column].op("@@")(query)))
     return cond
 
