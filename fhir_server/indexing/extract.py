@@ -54,7 +54,9 @@ class Step:
 
 
 def _split_dots(expr: str) -> list[str] | None:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in expr:
         if ch == "(":
             depth += 1
@@ -158,7 +160,7 @@ _SHAPES: dict[str, Callable[[Any], bool]] = {
 
 def _of_type(nodes: list[Node], type_name: str) -> list[Node]:
     wanted = type_name.lower()
-    out = []
+    out: list[Node] = []
     for value, hint in nodes:
         if hint is not None:
             if hint.lower() == wanted:
