@@ -30,7 +30,7 @@ _SKIP = frozenset({"div", "data", "resourceType", "id", "url", "system", "refere
 MAX_TEXT = 65536
 # The text search configuration as SQL text, not a bound value: psycopg would send a bound one
 # as an unknown-typed literal and `_explain` could not inline it.
-_SIMPLE = literal_column("'simple'")
+_SIMPLE: Any = literal_column("'simple'")
 
 
 def narrative_text(resource: dict[str, Any]) -> str:
