@@ -164,3 +164,28 @@ async def test_find_ids_drives_conditional_create(store: Storage, data: RequestC
         await store.run_read(lambda conn: find_ids(conn, "Patient", [("bogus", "x")], 10))
 
 
+
+
+async def test_search_over_http_follows_absolute_next_links_and_honours_prefer(client: Any) -> None:
+    for i in range(5):
+        r = await client.put(f"/Observation/h{i}", json={**_obs(i, "hp"), "id": f"h{i}"})
+        assert r.status_code in (200, 201)
+    await client.put("/Patient/hp", json={"resourceType": "Patient", "id": "hp", "name": [{"family": "Http"}]})
+    seen: list[str] = []
+    url = "/Observation?subject=Patient/hp&_count=2&_sort=-date"
+    while url:
+        bundle = (await client.get(url)).json()
+        seen += [e["resource"]["id"] for e in bundle["entry"]]
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        url = nxt[0] if nxt else ""
+        assert not url or url.startswith("http://testserver/fhir/Observation?")
+    assert seen == ["h4", "h3", "h2", "h1", "h0"]
+    posted = (await client.post("/Patient/_search", data={"family": "http"})).json()
+    assert [e["resource"]["id"] for e in posted["entry"]] == ["hp"]
+    assert (await client.get("/Patient?nonsense=1")).status_code == 400
+    lenient = await client.get("/Patient?nonsense=1&family=http", headers={"Prefer": "handling=lenient"})
+    assert lenient.status_code == 200 and lenient.json()["entry"][-1]["search"]["mode"] == "outcome"
+    comp = (await client.get("/Patient/hp/Observation?_count=1&_total=accurate")).json()
+    assert comp["total"] == 5 and len(comp["entry"]) == 1
+    system = (await client.get("/?_type=Patient,Observation&_id=hp,h0")).json()
+    assert sorted(e["resource"]["id"] for e in system["entry"]) == ["h0", "hp"]
