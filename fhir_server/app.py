@@ -31,7 +31,10 @@ from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.interactions.load import load_resources
+from fhir_server.operations.reindex import resume_jobs, start_pending, stop_jobs
 from fhir_server.search import capability_search_params
+from fhir_server.search.registry import registry as search_registry
+from fhir_server.search.reindex import load_custom_parameters
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
 from fhir_server.validation.service import ProfileService
 
@@ -91,11 +94,15 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             store = open_storage(settings)
         await store.start()
         app.state.storage = store
+        await store.run_read(load_custom_parameters)
         if settings.load_profiles:
             await _load_conformance(store, profiles, app.state.context_factory(None))
+        await resume_jobs(store)
+        await start_pending(store)
         try:
             yield
         finally:
+            await stop_jobs(store)
             if storage is None:
                 await store.close()
 
@@ -110,8 +117,13 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.state.profiles = profiles
     app.state.context_factory = _context_factory(settings, profiles)
 
-    @lru_cache(maxsize=16)
     def capability_statement(base_url: str) -> bytes:
+        # Stored SearchParameters and profiles change what is listed: they are part of the key.
+        search_generation = sum(len(search_registry().params(t)) for t in search_registry().types())
+        return _capability_statement(base_url, search_generation, len(profiles.registry.all("StructureDefinition")))
+
+    @lru_cache(maxsize=16)
+    def _capability_statement(base_url: str, _search: int, _profiles: int) -> bytes:
         return dumps(
             build_capability_statement(
                 ROUTES,

@@ -15,11 +15,12 @@ from fhir_server.errors import not_found
 from fhir_server.fhir.json import dumps
 from fhir_server.interactions.common import check_type
 from fhir_server.operations.params import OperationInput
+from fhir_server.operations.reindex import reindex_operation
 from fhir_server.operations.terminology import OPERATIONS
 from fhir_server.operations.validate import validate_operation
 from fhir_server.validation.service import ProfileService
 
-__all__ = ["OPERATION_DEFINITIONS", "instance_operation_route", "type_operation_route"]
+__all__ = ["OPERATION_DEFINITIONS", "instance_operation_route", "system_operation_route", "type_operation_route"]
 
 # Listed in the CapabilityStatement; each name is implemented below.
 OPERATION_DEFINITIONS: dict[str, str] = {
@@ -28,6 +29,8 @@ OPERATION_DEFINITIONS: dict[str, str] = {
     "validate-code": "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code",
     "lookup": "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup",
     "translate": "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate",
+    # Not an HL7-defined operation: HAPI and Microsoft's servers offer the same name.
+    "reindex": "https://fhir.coordination-sante.fr/OperationDefinition/reindex",
 }
 
 
@@ -50,6 +53,14 @@ async def _run(request: Request, type_: str, id_: str | None, op: str) -> Respon
         result = await OPERATIONS[(type_, op)](profiles.registry, storage(request), id_, inputs)
     else:
         raise not_found(f"Operation ${op} is not defined on {type_}")
+    return fhir_response(request, dumps(result), 200, None, media)
+
+
+async def system_operation_route(request: Request, op: str) -> Response:
+    media = response_type(request)
+    if op != "reindex":
+        raise not_found(f"Operation ${op} is not defined at the system level")
+    result = await reindex_operation(storage(request), request.method, await _inputs(request))
     return fhir_response(request, dumps(result), 200, None, media)
 
 

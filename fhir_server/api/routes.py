@@ -29,7 +29,11 @@ from fhir_server.api.http import (
     storage,
     version_headers,
 )
-from fhir_server.api.operation_routes import instance_operation_route, type_operation_route
+from fhir_server.api.operation_routes import (
+    instance_operation_route,
+    system_operation_route,
+    type_operation_route,
+)
 from fhir_server.bundles.transaction import process_bundle
 from fhir_server.errors import invalid, issue, outcome, unsupported_media_type
 from fhir_server.fhir.json import dumps, loads
@@ -286,6 +290,7 @@ def _operation_routes() -> tuple[Route, ...]:
         Route(method, path, "operation", handler, summary, level)
         for method in ("GET", "POST")
         for path, handler, summary, level in (
+            ("/${op}", system_operation_route, "System-level operation ($reindex)", "system"),
             ("/{type}/${op}", type_operation_route, "Type-level operation ($validate, $expand, ...)", "type"),
             ("/{type}/{id}/${op}", instance_operation_route, "Instance-level operation", "instance"),
         )

@@ -13,6 +13,7 @@ from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError, invalid, not_found, processing
 from fhir_server.fhir.resource import stamp
 from fhir_server.indexing import write_index
+from fhir_server.search.reindex import register_search_parameter
 from fhir_server.storage import StoredResource, WriteTx
 from fhir_server.storage.backend import now_micros
 from fhir_server.validation.structure import validate_structure
@@ -59,6 +60,21 @@ def _summary(issues: list[dict[str, Any]]) -> str:
     return errors[0].get("diagnostics", "Invalid resource")
 
 
+_INDEXABLE = frozenset({"number", "date", "string", "token", "reference", "composite", "quantity", "uri"})
+
+
+def indexable(sp: dict[str, Any]) -> bool:
+    """A SearchParameter this server can make searchable; others are stored as plain content."""
+    code = sp.get("code")
+    return (
+        isinstance(code, str)
+        and not code.startswith("_")
+        and sp.get("type") in _INDEXABLE
+        and bool(sp.get("expression"))
+        and bool(sp.get("url"))
+    )
+
+
 def store_version(
     tx: WriteTx,
     previous: StoredResource | None,
@@ -75,4 +91,6 @@ def store_version(
     stored, body = stamp(resource, id_, version, last_updated) if resource is not None else (None, None)
     rid = tx.put(previous, type_, id_, version, last_updated, method, body)
     write_index(tx.conn, rid, type_, stored)
+    if type_ == "SearchParameter" and stored is not None and indexable(stored):
+        register_search_parameter(tx.conn, stored)
     return StoredResource(rid, type_, id_, version, last_updated, body is None, body)
