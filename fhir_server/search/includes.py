@@ -60,11 +60,9 @@ def _reverse(conn: Connection, reg: Registry, inc: Include, src: list[Match], po
     if not pairs:
         return []
     ref = idx_reference
-    sub = select(ref.c.rid).where(
-        ref.c.res_type == inc.source,
-        ref.c.param.in_(_codes(reg, inc)),
-        tuple_(ref.c.target_type, ref.c.target_id).in_(pairs),
-    )
+    sub = select(ref.c.rid).where(tuple_(ref.c.target_type, ref.c.target_id).in_(pairs))
+    if inc.source != "*":
+        sub = sub.where(ref.c.res_type == inc.source, ref.c.param.in_(_codes(reg, inc)))
     if inc.target:
         sub = sub.where(ref.c.target_type == inc.target)
     r = alias(resource, "r")

@@ -129,7 +129,8 @@ def _include(reg: Registry, name: str, raw: str, types: tuple[str, ...]) -> Incl
     reverse = name.startswith("_revinclude")
     iterate = name.endswith((":iterate", ":recurse"))
     if raw == "*":
-        return Include(types[0] if types else "*", "*", None, reverse, iterate)
+        # Every reference parameter of every type: `_revinclude=*` is not limited to the searched type.
+        return Include("*", "*", None, reverse, iterate)
     parts = raw.split(":")
     if len(parts) not in (2, 3) or parts[0] not in resource_types():
         raise invalid(f"{name}={raw}: expected Type:parameter[:targetType]", expression=name)

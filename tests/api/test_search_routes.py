@@ -71,3 +71,20 @@ async def test_metadata_lists_search_parameters_with_documentation(client: httpx
     names = {p["name"]: p for p in patient["searchParam"]}
     assert names["identifier"]["type"] == "token" and names["identifier"]["documentation"]
     assert {"code": "search-system"} in cs["rest"][0]["interaction"]
+
+
+async def test_wildcard_includes_follow_every_reference(client: httpx.AsyncClient) -> None:
+    pid = await _setup(client)  # one Observation references the patient
+    careplan = {
+        "resourceType": "CarePlan",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": f"Patient/{pid}"},
+    }
+    cp = (await client.post("/CarePlan", json=careplan)).json()["id"]
+    r = await client.get("/Patient", params={"_id": pid, "_revinclude": "*"})
+    assert r.status_code == 200
+    included = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in r.json()["entry"]}
+    assert included == {("Patient", "match"), ("Observation", "include"), ("CarePlan", "include")}
+    r = await client.get("/CarePlan", params={"_id": cp, "_include": "*"})
+    assert [e["resource"]["id"] for e in r.json()["entry"] if e["search"]["mode"] == "include"] == [pid]
