@@ -101,6 +101,7 @@ def _entry(i: int, raw: Any, base_url: str) -> BundleEntry:
     )
     _check_shape(entry)
     if method == "PATCH":
+        assert resource is not None  # checked above
         entry.patch_kind, entry.resource = _patch_document(resource, where)
     return entry
 

@@ -32,13 +32,13 @@ async def history(
 ) -> bytes:
     if type_ is not None:
         check_type(type_)
-    args = _parse(ctx, params)
+    since, at, cursor, count = _parse(ctx, params)
     if id_ is not None and not valid_id(id_):
         raise not_found(f"{type_}/{id_} is not known")
-    rows = await store.history(type_, id_, args["since"], args["at"], args["cursor"], args["count"] + 1)
+    rows = await store.history(type_, id_, since, at, cursor, count + 1)
     if id_ is not None and not rows and await store.read(type_ or "", id_) is None:
         raise not_found(f"{type_}/{id_} is not known")
-    page, more = rows[: args["count"]], len(rows) > args["count"]
+    page, more = rows[:count], len(rows) > count
     path = "/".join(p for p in (type_, id_, "_history") if p)
     links = [{"relation": "self", "url": _url(ctx, path, params, None)}]
     if more and page:
@@ -47,7 +47,8 @@ async def history(
     return bundle_bytes(header, [_entry(ctx, row) for row in page])
 
 
-def _parse(ctx: RequestContext, params: list[tuple[str, str]]) -> dict[str, int | None]:
+def _parse(ctx: RequestContext, params: list[tuple[str, str]]) -> tuple[int | None, int | None, int | None, int]:
+    """(_since, _at, cursor, count) in microseconds / seq / entries."""
     out: dict[str, int | None] = {"since": None, "at": None, "cursor": None}
     count = ctx.settings.default_page_size
     for name, value in params:
@@ -65,8 +66,7 @@ def _parse(ctx: RequestContext, params: list[tuple[str, str]]) -> dict[str, int 
                 count = min(int(value), ctx.settings.max_page_size)
             else:
                 out["cursor"] = int(value)
-    out["count"] = count
-    return out
+    return out["since"], out["at"], out["cursor"], count
 
 
 def _url(ctx: RequestContext, path: str, params: list[tuple[str, str]], cursor: int | None) -> str:

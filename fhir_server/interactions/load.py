@@ -17,7 +17,7 @@ from fhir_server.errors import FhirError, invalid
 from fhir_server.fhir.json import loads
 from fhir_server.fhir.resource import valid_id
 from fhir_server.interactions.common import check_resource, check_type, store_version
-from fhir_server.storage import Storage, WriteTx
+from fhir_server.storage import Storage, StoredResource, WriteTx
 
 __all__ = ["load_folder", "load_resources", "read_folder"]
 
@@ -51,7 +51,7 @@ async def load_resources(ctx: RequestContext, store: Storage, resources: list[di
             exc.issues.insert(0, {"severity": "error", "code": "processing", "diagnostics": f"In {type_}/{id_}:"})
             raise
 
-    written = []
+    written: list[StoredResource] = []
 
     def run(tx: WriteTx) -> dict[str, int]:
         written.clear()
