@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, select
 
 from fhir_server.errors import invalid
 from fhir_server.search.ast import Compartment, Node, Policy, Query, SortKey, conj
+from fhir_server.search.cache import WhereCache, cacheable
 from fhir_server.search.compile.common import Ctx, alias
 from fhir_server.search.compile.tree import compile_where, live
 from fhir_server.search.paging import Cursor, SortExpr, decode, keyset_condition, order_by
@@ -24,8 +25,9 @@ from fhir_server.search.sorting import index_sort, sort_column
 from fhir_server.storage.index_schema import INDEX_TABLES
 from fhir_server.storage.schema import resource
 
-__all__ = ["Plan", "plan", "scope"]
+__all__ = ["WHERE_CACHE", "Plan", "plan", "scope"]
 
+WHERE_CACHE = WhereCache()
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,18 @@ def _sort_expr(key: SortKey, types: tuple[str, ...], r: Any, ctx: Ctx) -> SortEx
     return sub.scalar_subquery(), key.descending
 
 
+def _where(node: Node, res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[bool], bool]:
+    """`compile_where`, remembered per filter (see `search.cache`)."""
+    if not cacheable(node):
+        return compile_where(node, res_type, r, ctx)
+    key = (node, res_type, r, ctx.dialect, ctx.base_url, ctx.counting)
+    found: tuple[ColumnElement[bool], bool] | None = WHERE_CACHE.get(key, ctx.registry)
+    if found is None:
+        found = compile_where(node, res_type, r, ctx)
+        WHERE_CACHE.put(key, ctx.registry, found)
+    return found
+
+
 def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy: Policy | None = None) -> Plan:
     """Compile `query` (scoped to `compartment`, filtered by `policy`) into the page SELECT."""
     query = scope(query, compartment, policy)
@@ -83,7 +97,7 @@ def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy:
     conds = _type_condition(r, query.types)
     selective = False
     if query.where is not None:
-        cond, selective = compile_where(query.where, query.types[0] if len(query.types) == 1 else "*", r, ctx)
+        cond, selective = _where(query.where, query.types[0] if len(query.types) == 1 else "*", r, ctx)
         conds.append(cond)
     where = and_(*conds)
     sort_exprs = [_sort_expr(k, query.types, r, ctx) for k in query.sort]
@@ -94,7 +108,7 @@ def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy:
     if wants_count and query.where is not None:
         counting = replace(ctx, counting=True)
         type_ = query.types[0] if len(query.types) == 1 else "*"
-        count_where = and_(*conds[:-1], compile_where(query.where, type_, r, counting)[0])
+        count_where = and_(*conds[:-1], _where(query.where, type_, r, counting)[0])
     count_stmt = select(func.count()).select_from(r).where(count_where)
     if query.summary == "count" or query.count == 0:
         return Plan(query, None, None, count_stmt, sort_exprs, cursor, signature, where, r)

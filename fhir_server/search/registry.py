@@ -100,6 +100,8 @@ class Registry:
     _by_type: dict[str, dict[str, SearchParamImpl]] = field(default_factory=dict)
     _by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Bumped on every change, so what was compiled against an older state is not reused.
+    generation: int = 0
 
     @classmethod
     def from_definitions(cls, definitions: list[dict[str, Any]]) -> Registry:
@@ -175,6 +177,7 @@ class Registry:
                 current = dict(self._by_type.get(impl.res_type, {}))
                 current[impl.code] = impl
                 self._by_type[impl.res_type] = current
+            self.generation += 1
             return impls
 
     def set_status(self, res_type: str, code: str, status: str) -> None:
@@ -184,6 +187,7 @@ class Registry:
                 current = dict(self._by_type[res_type])
                 current[code] = replace(impl, status=status)
                 self._by_type[res_type] = current
+                self.generation += 1
 
 
 @lru_cache(maxsize=1)

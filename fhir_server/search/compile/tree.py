@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BinaryExpression, ColumnElement, and_, false, not_, or_, select, union
@@ -54,7 +55,9 @@ PREDICATES: dict[str, Predicate] = {
 }
 
 
+@lru_cache(maxsize=1024)
 def live(r: Any, res_type: str) -> ColumnElement[bool]:
+    """Current resources of `res_type` on alias `r` (immutable, so built once per pair)."""
     cond = r.c.deleted == false()
     return cond if res_type == "*" else and_(r.c.res_type == res_type, cond)
 
@@ -118,22 +121,28 @@ def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[
     static rank and, when measuring compiled it, the term's `IN` form (reused if it drives).
 
     Only plain `rid IN (SELECT rid FROM idx ...)` terms are counted (an index range scan
-    stopped at `COUNT_CAP`, about a millisecond); other terms keep their static rank.
+    stopped at `COUNT_CAP`, about a millisecond); other terms keep their static rank. Terms
+    are counted in static-rank order and counting stops at the first one with at most
+    `FEW_ROWS` rows: it drives, and the order of the probes behind it hardly matters.
     """
     out = []
-    for item in items:
+    settled = ctx.count is None or isinstance(r, Probe)
+    for item in sorted(items, key=rank):
         estimate: int | None = None
         expr = None
-        if ctx.count is not None and rank(item) <= 6 and not isinstance(r, Probe):
+        if not settled and rank(item) <= 6:
             expr = compile_node(item, res_type, r, ctx)
             if (isinstance(expr, BinaryExpression) and expr.operator is operators.in_op
                     and isinstance(expr.right, ScalarSelect)):
+                assert ctx.count is not None
                 estimate = ctx.count(expr.right.element)
+                settled = estimate <= FEW_ROWS
         out.append(Measured(estimate, rank(item), item, expr))
     return sorted(out, key=lambda m: (COUNT_CAP if m.estimate is None else m.estimate, m.static))
 
 
 COUNT_CAP = 4000
+FEW_ROWS = 50
 
 
 @dataclass(frozen=True, slots=True)
