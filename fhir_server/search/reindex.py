@@ -31,6 +31,7 @@ __all__ = [
     "BATCH",
     "job_status",
     "load_custom_parameters",
+    "mark_active",
     "register_search_parameter",
     "reindex_step",
     "run_reindex",
@@ -142,8 +143,15 @@ def _reindex_resource(conn: Connection, rid: int, res_type: str, body: bytes, im
                          [{**dict.fromkeys(keys), **r, "rid": rid, "res_type": res_type} for r in rows])
 
 
-def reindex_step(conn: Connection, job_id: str, batch: int = BATCH, reg: Registry | None = None) -> dict[str, Any]:
-    """Index the next `batch` resources of the job (in its own transaction); returns the progress."""
+def reindex_step(
+    conn: Connection, job_id: str, batch: int = BATCH, reg: Registry | None = None, defer_registry: bool = False
+) -> dict[str, Any]:
+    """Index the next `batch` resources of the job (in its own transaction); returns the progress.
+
+    With `defer_registry`, the in-memory registry is left alone: the caller marks the parameters
+    active once the transaction has committed (`mark_active`), so no search sees an active
+    parameter whose last index rows are not committed yet.
+    """
     reg = reg or registry()
     job = _job(conn, job_id)
     if job.status != "running":
@@ -169,7 +177,8 @@ def reindex_step(conn: Connection, job_id: str, batch: int = BATCH, reg: Registr
         for impls in by_type.values():
             for impl in impls:
                 _save_status(conn, impl, "active", job_id)
-                reg.set_status(impl.res_type, impl.code, "active")
+                if not defer_registry:
+                    reg.set_status(impl.res_type, impl.code, "active")
     conn.execute(update(reindex_job).where(reindex_job.c.job_id == job_id).values(**values))
     return job_status(conn, job_id)
 
@@ -197,7 +206,19 @@ async def run_reindex(write: Callable[[Callable[[Connection], dict[str, Any]]], 
                       job_id: str, batch: int = BATCH) -> dict[str, Any]:
     """Run (or resume) a job to the end, one committed batch per `write` call."""
     while True:
-        progress = await write(lambda conn: reindex_step(conn, job_id, batch))
+        progress = await write(lambda conn: reindex_step(conn, job_id, batch, defer_registry=True))
         status = next(p["valueCode"] for p in progress["parameter"] if p["name"] == "status")
         if status != "running":
+            mark_active(progress)  # committed: searches may use the parameters now
             return progress
+
+
+def mark_active(progress: dict[str, Any], reg: Registry | None = None) -> None:
+    """Mark the parameters a finished job reports active in the registry."""
+    reg = reg or registry()
+    for part in progress["parameter"]:
+        if part["name"] != "parameter":
+            continue
+        fields = {p["name"]: p["valueCode"] for p in part["part"]}
+        if fields.get("status") == "active":
+            reg.set_status(fields["type"], fields["code"], "active")
