@@ -93,6 +93,20 @@ def _where(node: Node, res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[b
 def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy: Policy | None = None) -> Plan:
     """Compile `query` (scoped to `compartment`, filtered by `policy`) into the page SELECT."""
     query = scope(query, compartment, policy)
+    if query.cursor is not None or not cacheable(query.where):
+        return _build(query, ctx)
+    # A first page depends on nothing else: the same statement objects are reused, so
+    # SQLAlchemy's own cache key and compiled form are computed once too.
+    key = ("plan", query.types, query.where, query.sort, query.count, query.total, query.summary,
+           ctx.dialect, ctx.base_url)
+    found: Plan | None = WHERE_CACHE.get(key, ctx.registry)
+    if found is None:
+        found = _build(query, ctx)
+        WHERE_CACHE.put(key, ctx.registry, found)
+    return found if found.query is query else replace(found, query=query)
+
+
+def _build(query: Query, ctx: Ctx) -> Plan:
     r = alias(resource, "r")
     conds = _type_condition(r, query.types)
     selective = False
