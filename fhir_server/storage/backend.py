@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class WriteTx:
         return int(rid)
 
 
-class Storage:
+class Storage(ABC):
     """Common read side; subclasses decide how writes are executed and serialised."""
 
     dialect: str = ""
@@ -150,8 +151,9 @@ class Storage:
             finally:
                 conn.rollback()
 
-    async def write(self, fn: Callable[[WriteTx], T]) -> T:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    async def write(self, fn: Callable[[WriteTx], T]) -> T:
+        """Run `fn` in a write transaction and return its result once committed."""
 
     # -- reads -----------------------------------------------------------------------------
     async def read(self, type_: str, id_: str) -> StoredResource | None:
@@ -194,7 +196,8 @@ _READ_VERSION = select(*_HISTORY_COLUMNS).where(
     resource_history.c.res_id == bindparam("i"),
     resource_history.c.version == bindparam("v"),
 )
-# The same as plain SQL text, for backends that read through their driver directly.
+# The same as plain SQL text, for backends that read through their driver directly
+# (`point_read_sql` fills in the driver's placeholder).
 READ_CURRENT_SQL = (
     "SELECT rid, res_type, res_id, version, last_updated, deleted, body FROM resource "
     "WHERE res_type = {p} AND res_id = {p}"
@@ -203,6 +206,11 @@ READ_VERSION_SQL = (
     "SELECT seq, res_type, res_id, version, last_updated, deleted, method, body FROM resource_history "
     "WHERE res_type = {p} AND res_id = {p} AND version = {p}"
 )
+
+
+def point_read_sql(placeholder: str) -> tuple[str, str]:
+    """(read, vread) SQL with the driver's parameter placeholder ('?' or '%s')."""
+    return READ_CURRENT_SQL.format(p=placeholder), READ_VERSION_SQL.format(p=placeholder)
 
 
 def current_row(row: Any) -> StoredResource | None:

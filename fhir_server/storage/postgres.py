@@ -24,21 +24,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fhir_server.storage.backend import (
-    READ_CURRENT_SQL,
-    READ_VERSION_SQL,
     HistoryEntry,
     Storage,
     StoredResource,
     WriteTx,
     current_row,
+    point_read_sql,
     version_row,
 )
 
 __all__ = ["PostgresStorage"]
 
 T = TypeVar("T")
-_READ_SQL = READ_CURRENT_SQL.format(p="%s")
-_VREAD_SQL = READ_VERSION_SQL.format(p="%s")
+_READ_SQL, _VREAD_SQL = point_read_sql("%s")
 _RETRIES = 5
 # deadlock_detected, serialization_failure
 _RETRY_SQLSTATES = {"40P01", "40001"}

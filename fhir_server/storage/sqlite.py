@@ -25,21 +25,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool, QueuePool
 
 from fhir_server.storage.backend import (
-    READ_CURRENT_SQL,
-    READ_VERSION_SQL,
     HistoryEntry,
     Storage,
     StoredResource,
     WriteTx,
     current_row,
+    point_read_sql,
     version_row,
 )
 
 __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
-_READ_SQL = READ_CURRENT_SQL.format(p="?")
-_VREAD_SQL = READ_VERSION_SQL.format(p="?")
+_READ_SQL, _VREAD_SQL = point_read_sql("?")
 
 
 @dataclass(eq=False)
