@@ -80,3 +80,16 @@ def test_planner_memo_is_filled_by_a_search(engine: Engine) -> None:
     WHERE_CACHE.clear()
     _ids(engine, "Patient", [("gender", "other")])
     assert WHERE_CACHE.size() >= 1
+
+
+def test_first_page_plan_is_reused_for_the_same_filter_only(engine: Engine) -> None:
+    from fhir_server.search import make_ctx
+    from fhir_server.search.plan import plan
+
+    first = parse_query(registry(), ("Patient",), [("gender", "female"), ("_count", "1")])
+    other = parse_query(registry(), ("Patient",), [("gender", "male"), ("_count", "1")])
+    with engine.connect() as conn:
+        ctx = make_ctx(conn)
+        p1, p2, p3 = plan(first, ctx), plan(first, ctx), plan(other, ctx)
+    assert p1.page is not None and p1.page is p2.page
+    assert p3.page is not p1.page
