@@ -125,7 +125,8 @@ def start_reindex(conn: Connection, params: list[tuple[str, str]] | None = None,
 
 
 def _job(conn: Connection, job_id: str) -> Any:
-    row = conn.execute(select(reindex_job).where(reindex_job.c.job_id == job_id)).first()
+    # FOR UPDATE (PostgreSQL): two nodes resuming the same job take its batches in turn.
+    row = conn.execute(select(reindex_job).where(reindex_job.c.job_id == job_id).with_for_update()).first()
     if row is None:
         raise not_found(f"No $reindex job {job_id}")
     return row
