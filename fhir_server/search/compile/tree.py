@@ -20,6 +20,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 
 from fhir_server.errors import invalid
 from fhir_server.search.ast import And, Chain, Compartment, Has, Node, Not, Or, Param, Policy, TypeSwitch
+from fhir_server.search.cache import WhereCache, cacheable
 from fhir_server.search.compile import (
     composite,
     date,
@@ -65,10 +66,7 @@ def live(r: Any, res_type: str) -> ColumnElement[bool]:
 def compile_node(node: Node, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     match node:
         case Param():
-            impl = ctx.registry.get(res_type, node.code)
-            if impl is None:
-                raise invalid(f"Unknown search parameter '{node.code}' for resource type {res_type}")
-            return PREDICATES[impl.strategy](node, impl, r, ctx)
+            return _param(node, res_type, r, ctx)
         case And(items):
             return _conjunction(items, res_type, r, ctx)[0]
         case Or(items):
@@ -86,6 +84,26 @@ def compile_node(node: Node, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[b
         case TypeSwitch(cases):
             return or_(*(and_(r.c.res_type == t, compile_node(n, t, r, ctx)) for t, n in cases))
     raise AssertionError(node)
+
+
+TERM_CACHE = WhereCache()
+
+
+def _param(node: Param, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
+    """One parameter's condition, remembered: fixed terms (a code, a status) recur across
+    queries whose other terms (a patient id) change."""
+    impl = ctx.registry.get(res_type, node.code)
+    if impl is None:
+        raise invalid(f"Unknown search parameter '{node.code}' for resource type {res_type}")
+    if not cacheable(node):
+        return PREDICATES[impl.strategy](node, impl, r, ctx)
+    target = (r.r, r.fence, True) if isinstance(r, Probe) else (r, False, False)
+    key = (node, res_type, target, ctx.dialect, ctx.base_url)
+    found: ColumnElement[bool] | None = TERM_CACHE.get(key, ctx.registry)
+    if found is None:
+        found = PREDICATES[impl.strategy](node, impl, r, ctx)
+        TERM_CACHE.put(key, ctx.registry, found)
+    return found
 
 
 # How selective a term usually is (lower = fewer rows): a static guess, since SQLite has no
