@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import BinaryExpression, ColumnElement, Select, and_, func, select
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from fhir_server.errors import invalid
 from fhir_server.search.ast import Compartment, Node, Policy, Query, SortKey, conj
@@ -90,6 +92,19 @@ def _where(node: Node, res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[b
     return found
 
 
+def _index_count(cond: ColumnElement[bool], r: Any) -> Select[Any] | None:
+    """A filter that is one `rid IN (SELECT rid FROM idx_x ...)` of a single type is counted
+    on that index alone: index rows exist only for current resources of that type (deleting
+    a resource deletes them), so the resource rows need not be visited one by one."""
+    if not (isinstance(cond, BinaryExpression) and cond.operator is operators.in_op
+            and isinstance(cond.right, ScalarSelect) and cond.left is r.c.rid):
+        return None
+    sub = cond.right.element
+    if not isinstance(sub, Select) or len(sub.get_final_froms()) != 1:
+        return None
+    return select(func.count()).select_from(sub.distinct().subquery("matched"))
+
+
 def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy: Policy | None = None) -> Plan:
     """Compile `query` (scoped to `compartment`, filtered by `policy`) into the page SELECT."""
     query = scope(query, compartment, policy)
@@ -118,12 +133,14 @@ def _build(query: Query, ctx: Ctx) -> Plan:
     signature = ",".join(str(k) for k in query.sort)
     cursor = decode(query.cursor, signature) if query.cursor else None
     wants_count = query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
-    count_where = where
+    count_stmt = select(func.count()).select_from(r).where(where)
     if wants_count and query.where is not None:
         counting = replace(ctx, counting=True)
         type_ = query.types[0] if len(query.types) == 1 else "*"
-        count_where = and_(*conds[:-1], _where(query.where, type_, r, counting)[0])
-    count_stmt = select(func.count()).select_from(r).where(count_where)
+        cond = _where(query.where, type_, r, counting)[0]
+        count_stmt = _index_count(cond, r) if len(query.types) == 1 else None
+        if count_stmt is None:
+            count_stmt = select(func.count()).select_from(r).where(and_(*conds[:-1], cond))
     if query.summary == "count" or query.count == 0:
         return Plan(query, None, None, count_stmt, sort_exprs, cursor, signature, where, r)
     count = count_stmt if wants_count else None
