@@ -42,7 +42,14 @@ def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) 
         valueset=resolver(conn),
         now_us=time.time_ns() // 1000,
         count=count,
+        db=_db_key(conn),
     )
+
+
+def _db_key(conn: Connection) -> str:
+    # The URL alone does not tell PostgreSQL schemas apart when search_path is set through
+    # connect arguments (as the tests do); the engine's identity does, within this process.
+    return f"{id(conn.engine)}:{conn.engine.url}"
 
 
 def search(

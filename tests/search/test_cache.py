@@ -93,3 +93,16 @@ def test_first_page_plan_is_reused_for_the_same_filter_only(engine: Engine) -> N
         p1, p2, p3 = plan(first, ctx), plan(first, ctx), plan(other, ctx)
     assert p1.page is not None and p1.page is p2.page
     assert p3.page is not p1.page
+
+
+def test_term_estimates_are_remembered_per_database(engine: Engine) -> None:
+    from fhir_server.search.compile.tree import ESTIMATES
+
+    ESTIMATES.clear()
+    _ids(engine, "Patient", [("gender", "female"), ("birthdate", "ge1900")])
+    first = ESTIMATES.size()
+    assert first >= 1
+    # gender is counted first (static rank) and, being small here, settles the plan: the
+    # second query reuses its count and counts nothing new
+    _ids(engine, "Patient", [("gender", "female"), ("birthdate", "ge1901")])
+    assert ESTIMATES.size() == first

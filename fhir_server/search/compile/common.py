@@ -42,6 +42,7 @@ class Ctx:
     count: Callable[[Any], int] | None = None
     depth: int = 0  # nesting of chains and _has, to name their aliases apart
     counting: bool = False  # a COUNT visits every match: the most selective term always drives
+    db: str = ""  # which database the counts come from (remembered estimates are per database)
 
 
 @lru_cache(maxsize=256)

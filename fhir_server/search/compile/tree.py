@@ -152,14 +152,26 @@ def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[
             expr = compile_node(item, res_type, r, ctx)
             if (isinstance(expr, BinaryExpression) and expr.operator is operators.in_op
                     and isinstance(expr.right, ScalarSelect)):
-                assert ctx.count is not None
-                estimate = ctx.count(expr.right.element)
+                estimate = _estimate(item, res_type, expr.right.element, ctx)
                 settled = estimate <= FEW_ROWS
         out.append(Measured(estimate, rank(item), item, expr))
     return sorted(out, key=lambda m: (COUNT_CAP if m.estimate is None else m.estimate, m.static))
 
 
 COUNT_CAP = 4000
+ESTIMATES = WhereCache()
+
+
+def _estimate(item: Node, res_type: str, sub: Any, ctx: Ctx) -> int:
+    """Rows of one term, remembered a while per database: a broad fixed term (a date bound,
+    a category) recurs next to changing ones and would be counted up to the cap every time."""
+    assert ctx.count is not None
+    key = (item, res_type, ctx.dialect, ctx.db)
+    found: int | None = ESTIMATES.get(key, ctx.registry)
+    if found is None:
+        found = ctx.count(sub)
+        ESTIMATES.put(key, ctx.registry, found)
+    return found
 FEW_ROWS = 50
 
 
