@@ -133,14 +133,14 @@ def _build(query: Query, ctx: Ctx) -> Plan:
     signature = ",".join(str(k) for k in query.sort)
     cursor = decode(query.cursor, signature) if query.cursor else None
     wants_count = query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
-    count_stmt = select(func.count()).select_from(r).where(where)
+    count_stmt: Select[Any] = select(func.count()).select_from(r).where(where)
     if wants_count and query.where is not None:
         counting = replace(ctx, counting=True)
         type_ = query.types[0] if len(query.types) == 1 else "*"
         cond = _where(query.where, type_, r, counting)[0]
-        count_stmt = _index_count(cond, r) if len(query.types) == 1 else None
-        if count_stmt is None:
-            count_stmt = select(func.count()).select_from(r).where(and_(*conds[:-1], cond))
+        on_index = _index_count(cond, r) if len(query.types) == 1 else None
+        count_stmt = on_index if on_index is not None else (
+            select(func.count()).select_from(r).where(and_(*conds[:-1], cond)))
     if query.summary == "count" or query.count == 0:
         return Plan(query, None, None, count_stmt, sort_exprs, cursor, signature, where, r)
     count = count_stmt if wants_count else None
