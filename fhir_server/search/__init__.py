@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, select
 
 from fhir_server.search.ast import Compartment, Policy, Query
 from fhir_server.search.compile.common import Ctx
-from fhir_server.search.compile.tree import COUNT_CAP
+from fhir_server.search.compile.tree import count_cap
 from fhir_server.search.execute import Match, SearchResult, explain, run
 from fhir_server.search.includes import resolve_includes
 from fhir_server.search.parse import Limits, parse_query
@@ -29,10 +29,12 @@ __all__ = ["Match", "SearchResult", "capability_search_params", "find_ids", "mak
 
 
 def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) -> Ctx:
+    cap = count_cap(conn.dialect.name)
+
     def count(sub: Any) -> int:
         # SQLite has no statistics on these subqueries, and PostgreSQL's (per column) badly
         # misjudge `res_type, param, hash` combinations: counting is cheap and exact.
-        capped = sub.limit(COUNT_CAP).subquery()
+        capped = sub.limit(cap).subquery()
         return int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
 
     return Ctx(

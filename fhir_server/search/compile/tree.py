@@ -38,7 +38,7 @@ from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_reference
 from fhir_server.storage.schema import resource
 
-__all__ = ["PREDICATES", "compile_node", "compile_where", "live", "rank"]
+__all__ = ["PREDICATES", "compile_node", "compile_where", "count_cap", "live", "rank"]
 
 Predicate = Callable[[Param, SearchParamImpl, Any, Ctx], ColumnElement[bool]]
 PREDICATES: dict[str, Predicate] = {
@@ -173,6 +173,12 @@ def _estimate(item: Node, res_type: str, sub: Any, ctx: Ctx) -> int:
         ESTIMATES.put(key, ctx.registry, found)
     return found
 FEW_ROWS = 50
+PG_DRIVE_BELOW = 1000
+
+
+def count_cap(dialect: str) -> int:
+    """Rows counted at most per term: a term drives only below this (see `_conjunction`)."""
+    return COUNT_CAP if dialect == "sqlite" else PG_DRIVE_BELOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +199,10 @@ def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tu
     first = ordered[0]
     # Measured: only a term with few rows drives; a broad one would make the database sort
     # all its rows, where scanning the type in rid order stops after one page of probes.
-    drives = first.estimate < COUNT_CAP if first.estimate is not None else first.static <= _DRIVER_MAX
+    # SQLite walks a driving rid list in order and stops at the page size; PostgreSQL fetches
+    # every listed row and sorts them first, so there a broad list loses to the rid scan sooner.
+    cap = count_cap(ctx.dialect)
+    drives = first.estimate < cap if first.estimate is not None else first.static <= _DRIVER_MAX
     drives = drives or ctx.counting
     if drives:
         head = first.expr if first.expr is not None else compile_node(first.node, res_type, r, ctx)
