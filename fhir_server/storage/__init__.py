@@ -25,6 +25,17 @@ def migrate(database_url: str) -> None:
         upgrade(engine)
     finally:
         engine.dispose()
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        # WAL now, alone: switching later, while the app's connections open at once, can be refused.
+        import sqlite3
+
+        from fhir_server.storage.sqlite import use_wal
+
+        conn = sqlite3.connect(url.database, timeout=10)
+        try:
+            use_wal(conn.cursor())
+        finally:
+            conn.close()
 
 
 def open_storage(settings: Settings) -> Storage:

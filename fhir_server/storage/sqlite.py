@@ -15,6 +15,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,15 +50,35 @@ class _Job:
     error: BaseException | None = field(default=None)
 
 
+def use_wal(cur: Any) -> None:
+    """Put the database in WAL mode (persistent), unless it already is.
+
+    Switching the mode takes a lock that SQLite may refuse at once (SQLITE_BUSY without calling
+    the busy handler) while another connection works, so it is only asked for when needed, and
+    retried for a while.
+    """
+    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(50):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+
+
 def _configure(engine: Engine, writer: bool) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (pysqlite's is wrong)
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        # The busy timeout first: the statements below may have to wait for another connection.
+        cur.execute("PRAGMA busy_timeout=10000")
+        use_wal(cur)
         # FULL: a commit is durable once answered; group commit pays the fsync once per batch.
         cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA busy_timeout=10000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA cache_size=-65536")
         cur.close()
@@ -97,9 +118,8 @@ class SqliteStorage(Storage):
         if self._point is None and self._path:
             # Point reads by primary key take microseconds: cheaper on the event loop than any thread
             # hop. Autocommit: each SELECT is its own WAL snapshot, no BEGIN/ROLLBACK round.
-            self._point = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            self._point = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10)
             self._point.execute("PRAGMA query_only=1")
-            self._point.execute("PRAGMA busy_timeout=10000")
         if self._thread is None:
             self._thread = threading.Thread(target=self._writer_loop, name="fhir-sqlite-writer", daemon=True)
             self._thread.start()
