@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool, QueuePool
 
+from fhir_server.errors import FhirError
 from fhir_server.storage.backend import (
     HistoryEntry,
     Storage,
@@ -113,6 +114,7 @@ class SqliteStorage(Storage):
         self.commits = 0  # counted for tests and benchmarks: jobs / commits = group size
         self._path = parsed.database if parsed.database and parsed.database != ":memory:" else None
         self._point: sqlite3.Connection | None = None
+        self._failure: BaseException | None = None  # set when the writer thread cannot run
 
     async def start(self) -> None:
         if self._point is None and self._path:
@@ -148,6 +150,8 @@ class SqliteStorage(Storage):
     async def write(self, fn: Callable[[WriteTx], T]) -> T:
         if self._thread is None:
             raise RuntimeError("storage not started")
+        if self._failure is not None:
+            raise FhirError(503, f"The database cannot be written: {self._failure}", "transient")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, loop.create_future())
         self._queue.put(job)
@@ -156,26 +160,40 @@ class SqliteStorage(Storage):
 
     # -- writer thread ---------------------------------------------------------------------
     def _writer_loop(self) -> None:
-        with self.write_engine.connect() as conn:
-            tx = WriteTx(conn, _no_lock, lock_rows=False)
+        try:
+            with self.write_engine.connect() as conn:
+                self._serve(conn)
+        except BaseException as exc:  # noqa: BLE001 - no writer: every write, queued or to come, fails
+            self._failure = exc
             while True:
-                first = self._queue.get()
-                if first is None:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
                     return
-                batch = [first]
-                stop = False
-                while len(batch) < self.group_commit_max:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
-                self._run_batch(conn, tx, batch)
-                if stop:
-                    return
+                if job is not None:
+                    job.error = exc
+                    job.loop.call_soon_threadsafe(_settle, job)
+
+    def _serve(self, conn: Connection) -> None:
+        tx = WriteTx(conn, _no_lock, lock_rows=False)
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.group_commit_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(conn, tx, batch)
+            if stop:
+                return
 
     def _run_batch(self, conn: Connection, tx: WriteTx, batch: list[_Job]) -> None:
         try:

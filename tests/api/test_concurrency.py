@@ -115,3 +115,30 @@ async def test_sqlite_failed_write_in_a_group_does_not_undo_the_others(tmp_path)
         assert [results[n] for n in range(4)] == ["ok", "failed", "ok", "failed"]
     finally:
         await store.close()
+
+
+async def test_sqlite_writer_that_cannot_start_fails_writes_instead_of_hanging(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fhir_server.errors import FhirError
+
+    from sqlalchemy import create_engine
+
+    (tmp_path / "a-folder.db").mkdir()  # a folder where the database file should be: cannot open
+    store = SqliteStorage(f"sqlite:///{tmp_path / 'ok.db'}")
+    store.write_engine = create_engine(f"sqlite:///{tmp_path / 'a-folder.db'}")  # the writer's own database
+    await store.start()
+    try:
+        with anyio.fail_after(20):
+            failed = False
+            try:
+                await store.write(lambda tx: tx.put(None, "Basic", "b", 1, 1, "POST", b"{}"))
+            except Exception:  # noqa: BLE001 - the queued write gets the writer's own error
+                failed = True
+            assert failed
+            await anyio.sleep(0.1)
+            try:
+                await store.write(lambda tx: 1)
+                raise AssertionError("a write succeeded without a writer")
+            except FhirError as exc:
+                assert exc.status == 503
+    finally:
+        await store.close()
