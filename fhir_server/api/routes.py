@@ -35,6 +35,7 @@ from fhir_server.api.operation_routes import (
     type_operation_route,
 )
 from fhir_server.bundles.transaction import process_bundle
+from fhir_server.context import RequestContext
 from fhir_server.errors import invalid, issue, outcome, unsupported_media_type
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.fhir.summary import subset
@@ -106,9 +107,10 @@ def _resource_response(request: Request, body: bytes | None, headers: dict[str, 
 
 
 # -- writes --------------------------------------------------------------------------------
-def _write_response(request: Request, result: WriteResult, media: str, status: int | None = None) -> Response:
+def _write_response(
+    request: Request, ctx: RequestContext, result: WriteResult, media: str, status: int | None = None
+) -> Response:
     stored = result.stored
-    ctx = context(request)
     headers = version_headers(stored.version, stored.last_updated)
     headers["Location"] = f"{ctx.base_url}/{stored.type}/{stored.id}/_history/{stored.version}"
     code = status or (201 if result.created else 200)
@@ -125,45 +127,45 @@ def _write_response(request: Request, result: WriteResult, media: str, status: i
 
 
 async def create_route(request: Request, type: str) -> Response:
-    media = response_type(request)
-    body, _ = await read_body(request, context(request).settings.max_body_bytes)
-    result = await create.create(context(request), storage(request), type, body, request.headers.get("if-none-exist"))
-    return _write_response(request, result, media, 200 if result.existing else 201)
+    media, ctx = response_type(request), context(request)
+    body, _ = await read_body(request, ctx.settings.max_body_bytes)
+    result = await create.create(ctx, storage(request), type, body, request.headers.get("if-none-exist"))
+    return _write_response(request, ctx, result, media, 200 if result.existing else 201)
 
 
 async def update_route(request: Request, type: str, id: str) -> Response:
-    media = response_type(request)
-    body, _ = await read_body(request, context(request).settings.max_body_bytes)
-    result = await update.update(context(request), storage(request), type, id, body, if_match(request))
-    return _write_response(request, result, media)
+    media, ctx = response_type(request), context(request)
+    body, _ = await read_body(request, ctx.settings.max_body_bytes)
+    result = await update.update(ctx, storage(request), type, id, body, if_match(request))
+    return _write_response(request, ctx, result, media)
 
 
 async def conditional_update_route(request: Request, type: str) -> Response:
-    media = response_type(request)
-    body, _ = await read_body(request, context(request).settings.max_body_bytes)
-    ctx = context(request)
-    result = await update.conditional_update(
-        ctx, storage(request), type, _query_string(request), body, if_match(request)
-    )
-    return _write_response(request, result, media)
+    media, ctx = response_type(request), context(request)
+    body, _ = await read_body(request, ctx.settings.max_body_bytes)
+    query = _query_string(request)
+    result = await update.conditional_update(ctx, storage(request), type, query, body, if_match(request))
+    return _write_response(request, ctx, result, media)
+
+
+async def _patch_body(request: Request, ctx: RequestContext) -> tuple[Any, str]:
+    body, kind = await read_body(request, ctx.settings.max_body_bytes, patch=True)
+    return body, patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
 
 
 async def patch_route(request: Request, type: str, id: str) -> Response:
-    media = response_type(request)
-    body, kind = await read_body(request, context(request).settings.max_body_bytes, patch=True)
-    kind = patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
-    result = await patch.patch(context(request), storage(request), type, id, kind, body, if_match(request))
-    return _write_response(request, result, media)
+    media, ctx = response_type(request), context(request)
+    body, kind = await _patch_body(request, ctx)
+    result = await patch.patch(ctx, storage(request), type, id, kind, body, if_match(request))
+    return _write_response(request, ctx, result, media)
 
 
 async def conditional_patch_route(request: Request, type: str) -> Response:
-    media = response_type(request)
-    body, kind = await read_body(request, context(request).settings.max_body_bytes, patch=True)
-    kind = patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
-    ctx = context(request)
+    media, ctx = response_type(request), context(request)
+    body, kind = await _patch_body(request, ctx)
     query = _query_string(request)
     result = await patch.conditional_patch(ctx, storage(request), type, query, kind, body, if_match(request))
-    return _write_response(request, result, media)
+    return _write_response(request, ctx, result, media)
 
 
 async def delete_route(request: Request, type: str, id: str) -> Response:
