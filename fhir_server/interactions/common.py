@@ -13,7 +13,7 @@ from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError, invalid, not_found, processing
 from fhir_server.fhir.resource import stamp
 from fhir_server.indexing import write_index
-from fhir_server.search.reindex import register_search_parameter
+from fhir_server.search.reindex import indexable, register_search_parameter
 from fhir_server.storage import StoredResource, WriteTx
 from fhir_server.storage.backend import now_micros
 from fhir_server.validation.structure import validate_structure
@@ -58,21 +58,6 @@ def _errors(issues: list[dict[str, Any]]) -> bool:
 def _summary(issues: list[dict[str, Any]]) -> str:
     errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
     return errors[0].get("diagnostics", "Invalid resource")
-
-
-_INDEXABLE = frozenset({"number", "date", "string", "token", "reference", "composite", "quantity", "uri"})
-
-
-def indexable(sp: dict[str, Any]) -> bool:
-    """A SearchParameter this server can make searchable; others are stored as plain content."""
-    code = sp.get("code")
-    return (
-        isinstance(code, str)
-        and not code.startswith("_")
-        and sp.get("type") in _INDEXABLE
-        and bool(sp.get("expression"))
-        and bool(sp.get("url"))
-    )
 
 
 def store_version(

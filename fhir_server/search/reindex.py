@@ -29,6 +29,7 @@ from fhir_server.storage.schema import resource
 
 __all__ = [
     "BATCH",
+    "indexable",
     "job_status",
     "load_custom_parameters",
     "mark_active",
@@ -44,6 +45,18 @@ _TYPES = frozenset({"number", "date", "string", "token", "reference", "composite
 
 def _now() -> int:
     return time.time_ns() // 1000
+
+
+def indexable(sp: dict[str, Any]) -> bool:
+    """A SearchParameter this server can make searchable; others are stored as plain content."""
+    code = sp.get("code")
+    return (
+        isinstance(code, str)
+        and not code.startswith("_")
+        and sp.get("type") in _TYPES
+        and bool(sp.get("expression"))
+        and bool(sp.get("url"))
+    )
 
 
 def validate(sp: dict[str, Any]) -> None:
@@ -92,7 +105,7 @@ def load_custom_parameters(conn: Connection, reg: Registry | None = None) -> int
     stmt = select(resource.c.body).where(resource.c.res_type == "SearchParameter", resource.c.deleted == false())
     for (body,) in conn.execute(stmt):
         sp = loads(body)
-        if sp.get("type") not in _TYPES or not sp.get("expression") or not sp.get("url"):
+        if not indexable(sp):
             continue
         for impl in reg.add(sp, status="pending"):
             reg.set_status(impl.res_type, impl.code, statuses.get((impl.url, impl.res_type), "pending"))
