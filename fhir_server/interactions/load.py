@@ -45,6 +45,11 @@ async def load_resources(ctx: RequestContext, store: Storage, resources: list[di
         if not isinstance(type_, str) or not isinstance(id_, str) or not valid_id(id_):
             raise invalid(f"Resource #{i} needs a resourceType and a valid id to be loaded")
         check_type(type_)
+        current = await store.read(type_, id_)
+        if current is not None and not current.deleted and current.body is not None:
+            if _content(loads(current.body)) == _content(resource):
+                checked.append(resource)  # stored already, validated then: the write below skips it
+                continue
         try:
             checked.append(check_resource(ctx, type_, resource))
         except FhirError as exc:
