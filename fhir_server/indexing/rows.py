@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from fhir_server.indexing.extract import Node, compile_expression
-from fhir_server.search.compile import composite, date, number, quantity, reference, string, token, uri
+from fhir_server.search.compile import composite, date, near, number, quantity, reference, string, token, uri
 from fhir_server.search.registry import Registry, SearchParamImpl
 
 __all__ = ["MODULES", "param_rows", "resource_rows"]
@@ -27,6 +27,7 @@ MODULES: dict[str, ModuleType] = {
     "reference": reference,
     "uri": uri,
     "composite": composite,
+    "near": near,
 }
 
 

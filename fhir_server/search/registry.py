@@ -22,7 +22,7 @@ from typing import Any
 from fhir_server.errors import invalid
 from fhir_server.indexing.extract import split_union
 
-__all__ = ["ANY_TYPE", "Registry", "SearchParamImpl", "registry", "resource_types"]
+__all__ = ["ANY_TYPE", "COMPONENT_TYPES", "Registry", "SearchParamImpl", "registry", "resource_types"]
 
 # Pseudo type of a system search without _type: only Resource-level parameters apply.
 ANY_TYPE = "*"
@@ -37,6 +37,15 @@ _STRATEGY = {
     "reference": "reference", "uri": "uri", "composite": "composite",
 }
 _SPECIAL = {"_id": "id", "_lastUpdated": "lastUpdated", "_text": "fulltext", "_content": "fulltext"}
+_INDEXED = frozenset({*_STRATEGY.values(), "near"})
+# Component types a composite can combine (every type the R4 composites use, and uri).
+COMPONENT_TYPES = frozenset({"token", "reference", "string", "uri", "number", "quantity", "date"})
+# R4's DocumentReference `relationship` gives each component the other's expression (the
+# reference `relatesto` reads `code`, the token `relation` reads `target`); R5 swapped them
+# back. Searched as published it could never match, so the components read their own elements.
+_COMPONENT_ERRATA = {  # url -> (expressions as published, expressions used)
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-relationship": (("code", "target"), ("target", "code")),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +61,8 @@ class SearchParamImpl:
     res_type: str
     code: str
     type: str  # the SearchParameter.type
-    strategy: str  # token | string | date | number | quantity | reference | uri | composite | id
-    # | lastUpdated | fulltext | unsupported
+    strategy: str  # token | string | date | number | quantity | reference | uri | composite | near
+    # | id | lastUpdated | fulltext | unsupported
     expressions: tuple[str, ...]
     url: str
     description: str = ""
@@ -64,7 +73,7 @@ class SearchParamImpl:
 
     @property
     def indexed(self) -> bool:
-        return self.strategy in _STRATEGY.values()
+        return self.strategy in _INDEXED
 
 
 def _root(part: str) -> str:
@@ -75,6 +84,13 @@ def _for_base(expression: str | None, base: str) -> tuple[str, ...]:
     if not expression:
         return ()
     return tuple(p for p in split_union(expression) if _root(p) in (base, "Resource", "DomainResource"))
+
+
+def _errata(url: str, comps: tuple[Component, ...]) -> tuple[Component, ...]:
+    published, fixed = _COMPONENT_ERRATA.get(url, ((), ()))
+    if tuple(c.expression for c in comps) != published:
+        return comps  # not the published definition (a corrected custom one, say)
+    return tuple(replace(c, expression=e) for c, e in zip(comps, fixed, strict=True))
 
 
 @lru_cache(maxsize=1)
@@ -127,13 +143,16 @@ class Registry:
     def _impls(self, d: dict[str, Any], status: str = "active", custom: bool = False) -> list[SearchParamImpl]:
         code, type_ = d["code"], d["type"]
         strategy = _SPECIAL.get(code) or _STRATEGY.get(type_, "unsupported")
-        comps = tuple(self._component(c) for c in d.get("component", []))
-        if strategy == "composite" and (not comps or comps[0].type != "token" or len(comps) != 2):
-            strategy = "unsupported"  # only token$x pairs are indexed (every R4 composite but one)
+        if type_ == "special" and code == "near":
+            strategy = "near"  # Location.position; other special parameters have no index
+        comps = _errata(d.get("url", ""), tuple(self._component(c) for c in d.get("component", [])))
+        if strategy == "composite" and (len(comps) != 2 or comps[0].type != "token"
+                                        or any(c.type not in COMPONENT_TYPES for c in comps)):
+            strategy = "unsupported"
         out = []
         for base in self._bases(d):
             exprs = _for_base(d.get("expression"), base)
-            if strategy in _STRATEGY.values() and not exprs:
+            if strategy in _INDEXED and not exprs:
                 continue
             out.append(
                 SearchParamImpl(

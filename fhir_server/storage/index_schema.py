@@ -36,8 +36,10 @@ __all__ = [
     "MAX_INDEXED",
     "fulltext_ddl",
     "idx_composite",
+    "idx_composite_part",
     "idx_date",
     "idx_fulltext",
+    "idx_near",
     "idx_number",
     "idx_quantity",
     "idx_reference",
@@ -153,8 +155,41 @@ idx_composite = _table(
     Column("q_code", Key, nullable=True),
     Column("lo", BigInteger, nullable=True),  # second component, date
     Column("hi", BigInteger, nullable=True),
+    # Set only when some component lives in idx_composite_part (a third one, or a first one
+    # that is not hashable): the combination those part rows belong to.
+    Column("combo", Integer, nullable=True),
     # the value columns of the second component after the first's hash: covering for `$gtN`
     keys=[("res_type", "param", "h1_code", "num"), ("res_type", "param", "h1_full", "num")],
+)
+
+# The components of a combination that do not fit idx_composite's two slots, one row each,
+# keyed by (rid, param, combo, pos): only ever probed from an idx_composite row.
+idx_composite_part = _table(
+    "idx_composite_part",
+    Column("combo", Integer, nullable=False),
+    Column("pos", Integer, nullable=False),  # the component's index in the definition
+    Column("h_full", BigInteger, nullable=True),  # token, reference, string, uri (hashed)
+    Column("h_code", BigInteger, nullable=True),
+    Column("num", Float, nullable=True),  # number, quantity
+    Column("q_system", Key, nullable=True),
+    Column("q_code", Key, nullable=True),
+    Column("lo", BigInteger, nullable=True),  # date
+    Column("hi", BigInteger, nullable=True),
+    probe=("combo", "pos"),
+    keys=[],
+)
+
+# Location.position (`near`): degrees for the bounding box, and the point on the unit sphere
+# (x, y, z) for the exact distance test, which then needs no trigonometry in SQL.
+idx_near = _table(
+    "idx_near",
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("x", Float, nullable=False),
+    Column("y", Float, nullable=False),
+    Column("z", Float, nullable=False),
+    probe=("lat", "lon", "x", "y", "z"),
+    keys=[("res_type", "param", "lat", "lon", "x", "y", "z")],
 )
 
 idx_fulltext = Table(
@@ -204,6 +239,8 @@ INDEX_TABLES: dict[str, Table] = {
     "reference": idx_reference,
     "uri": idx_uri,
     "composite": idx_composite,
+    "composite_part": idx_composite_part,
+    "near": idx_near,
 }
 
 _SQLITE_FTS = [

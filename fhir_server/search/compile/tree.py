@@ -25,6 +25,7 @@ from fhir_server.search.compile import (
     composite,
     date,
     fulltext,
+    near,
     number,
     quantity,
     reference,
@@ -53,6 +54,7 @@ PREDICATES: dict[str, Predicate] = {
     "id": special.id_predicate,
     "lastUpdated": special.last_updated_predicate,
     "fulltext": fulltext.predicate,
+    "near": near.predicate,
 }
 
 
