@@ -7,6 +7,10 @@ Rows carry `system`, `code`, two hashes and the folded display text. `system|cod
 `IN` on a hash column (Medplum #7623, HAPI #8247 show what per-value ORs cost). `:of-type`
 rows (Identifier.type + value) and `:identifier` rows of references are stored under the
 parameter code suffixed with the modifier.
+
+`:in` / `:not-in` match the members of a ValueSet and `:above` / `:below` a code's ancestors or
+descendants, both worked out by the terminology engine over the ValueSets and CodeSystems this
+database holds (`search.valuesets`), then matched as one `IN` on the hashes like an OR-list.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, bindparam
 
-from fhir_server.errors import invalid, not_supported
+from fhir_server.errors import FhirError, invalid, not_supported
 from fhir_server.indexing.extract import Node
 from fhir_server.indexing.normalize import clip, fold, hash64, token_hashes
 from fhir_server.search.ast import Param, Value
@@ -36,6 +40,9 @@ from fhir_server.storage.index_schema import idx_token
 __all__ = ["identifier_rows", "index_rows", "predicate", "split_token"]
 
 _CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
+# Longer hash lists are written into the SQL: PostgreSQL takes at most 65,535 bound parameters,
+# and a ValueSet expansion can list more codes than that. Hashes are integers, so this is safe.
+_INLINE_OVER = 1000
 
 
 def _row(system: str | None, code: str | None, text: str | None = None, suffix: str = "") -> Row:
@@ -115,15 +122,23 @@ def value_condition(v: Value) -> tuple[str, Any]:
     return "full", token_hashes(system, code)[0]
 
 
+def _one_of(col: Any, hashes: list[Any]) -> ColumnElement[bool]:
+    if len(hashes) == 1:
+        return col == hashes[0]  # type: ignore[no-any-return]
+    if len(hashes) > _INLINE_OVER:
+        return col.in_(bindparam(None, sorted(set(hashes)), expanding=True, literal_execute=True))  # type: ignore[no-any-return]
+    return col.in_(hashes)  # type: ignore[no-any-return]
+
+
 def match_values(values: tuple[Value, ...], h_full: Any, h_code: Any, system_col: Any) -> ColumnElement[bool]:
     full = [h for kind, h in map(value_condition, values) if kind == "full"]
     codes = [h for kind, h in map(value_condition, values) if kind == "code"]
     systems = [s for kind, s in map(value_condition, values) if kind == "system"]
     conds = []
     if full:
-        conds.append(h_full == full[0] if len(full) == 1 else h_full.in_(full))
+        conds.append(_one_of(h_full, full))
     if codes:
-        conds.append(h_code == codes[0] if len(codes) == 1 else h_code.in_(codes))
+        conds.append(_one_of(h_code, codes))
     if systems:
         if system_col is None:
             raise invalid("A 'system|' value cannot be used here: give a code too")
@@ -131,13 +146,52 @@ def match_values(values: tuple[Value, ...], h_full: Any, h_code: Any, system_col
     return any_of(conds)
 
 
+def _with_param(p: Param, v: Value, exc: FhirError) -> FhirError:
+    """The terminology's refusal, saying which search value it is about."""
+    code = exc.issues[0].get("code", "invalid") if exc.issues else "invalid"
+    return FhirError(400, f"Search parameter '{p.code}:{p.modifier}={v.text}': {exc}", code, p.code)
+
+
+def _member_values(system: str | None, code: str) -> tuple[Value, ...]:
+    """How a code of a ValueSet or hierarchy is looked up: `system|code`, and `|code` too because
+    an element of type `code` (status, gender...) is indexed without the system its binding implies."""
+    if not system:
+        return (Value(code),)
+    if not code:
+        return (Value(f"{system}|"),)  # a whole code system
+    return Value(f"{system}|{code}"), Value(f"|{code}")
+
+
 def _valueset_values(p: Param, ctx: Ctx) -> tuple[Value, ...]:
     out: list[Value] = []
     for v in p.values:
-        pairs = ctx.valueset(v.text)
+        try:
+            pairs = ctx.valueset(v.text)
+        except FhirError as exc:
+            raise _with_param(p, v, exc) from None
         if pairs is None:
-            raise bad_value(p, v, "no ValueSet with this URL on the server (or it cannot be expanded here)")
-        out.extend(Value(f"{s}|{c}" if s else c) for s, c in pairs)
+            raise bad_value(p, v, "no ValueSet with this URL on the server")
+        out.extend(v for s, c in pairs for v in _member_values(s, c))
+    return tuple(out)
+
+
+def _subsumed_values(p: Param, ctx: Ctx) -> tuple[Value, ...]:
+    """`:below`: each code and its descendants; `:above`: each code and its ancestors."""
+    # Ctx.valueset is the search's StoredTerminology, which also knows code-system hierarchies.
+    related = getattr(ctx.valueset, "subsumption", None)
+    out: list[Value] = []
+    for v in p.values:
+        system, code, _given = split_token(v.text)
+        if not system or not code:
+            raise bad_value(p, v, f"':{p.modifier}' needs system|code: a code is above or below "
+                                  "another only within one code system")
+        if related is None:
+            raise not_supported(f"':{p.modifier}' on token parameter '{p.code}': no terminology here")
+        try:
+            codes = related(system, code, p.modifier)
+        except FhirError as exc:
+            raise _with_param(p, v, exc) from None
+        out.extend(v for c in codes for v in _member_values(system, c))
     return tuple(out)
 
 
@@ -163,7 +217,7 @@ def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElemen
         case "missing":
             return missing(t, r, rt, p)
         case "above" | "below":
-            raise not_supported(f"':{p.modifier}' on token parameter '{p.code}' needs code system "
-                                "hierarchies, which this server does not hold")
+            cond = match_values(_subsumed_values(p, ctx), t.c.h_full, t.c.h_code, t.c.system)
+            return in_index(t, r, rt, p.code, cond)
         case _:
             raise unsupported_modifier(p, impl)
