@@ -47,7 +47,10 @@ def param_rows(impl: SearchParamImpl, resource: dict[str, Any]) -> dict[str, lis
         return {}
     out: dict[str, list[dict[str, Any]]] = {}
     seen: set[tuple[str, tuple[Any, ...]]] = set()
-    for kind, row in MODULES[impl.strategy].index_rows(nodes, impl):
+    # Composite components may read the resource itself (`%resource.x`), not only the element.
+    found = (composite.index_rows(nodes, impl, resource) if impl.strategy == "composite"
+             else MODULES[impl.strategy].index_rows(nodes, impl))
+    for kind, row in found:
         suffix = row.pop("param_suffix", "")
         key = (kind, (suffix, *row.values()))
         if key in seen:

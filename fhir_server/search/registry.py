@@ -146,8 +146,7 @@ class Registry:
         if type_ == "special" and code == "near":
             strategy = "near"  # Location.position; other special parameters have no index
         comps = _errata(d.get("url", ""), tuple(self._component(c) for c in d.get("component", [])))
-        if strategy == "composite" and (len(comps) != 2 or comps[0].type != "token"
-                                        or any(c.type not in COMPONENT_TYPES for c in comps)):
+        if strategy == "composite" and (len(comps) < 2 or any(c.type not in COMPONENT_TYPES for c in comps)):
             strategy = "unsupported"
         out = []
         for base in self._bases(d):
