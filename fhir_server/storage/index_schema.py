@@ -8,6 +8,8 @@ value...)`, so each table has that index; `(rid, param)` serves deletion on rewr
 and sort keys. Indexed strings are cut to `MAX_INDEXED` characters so that PostgreSQL's btree
 row limit can never reject a write (a longer value still matches on its first 512 characters).
 
+Composites keep a combination's first two components in `idx_composite` and any others in
+`idx_composite_part`; Location `near` keeps positions in `idx_near` (see `search/compile/`).
 Full text (`_text`, `_content`) lives in `idx_fulltext`: on PostgreSQL two `tsvector` columns
 with GIN indexes; on SQLite plain text columns mirrored into the FTS5 table `idx_fulltext_fts`
 by triggers (created by `fulltext_ddl`, from both `metadata.create_all` and the migration).

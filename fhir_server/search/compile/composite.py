@@ -1,9 +1,9 @@
-"""Composite search (`a$b$c`): any number of token, reference, string, uri, number, quantity
-and date components, all matched within one element.
+"""Composite search (`a$b$c`): any number of components of any R4 type, matched within one element.
 
 https://hl7.org/fhir/R4/search.html#composite
 
-Each element the composite expression selects gives one row per combination of its
+Components may be tokens, references, strings, uris, numbers, quantities or dates. Each
+element the composite expression selects gives one row per combination of its
 components' values, so `code-value-quantity=loinc|8480-6$gt140` only matches an Observation
 (or component) whose own code is 8480-6 and whose own value is above 140.
 

@@ -146,3 +146,36 @@ def test_every_r4_composite_is_searchable() -> None:
     composites = [i for t in reg.types() for i in reg.params(t) if i.type == "composite"]
     assert len(composites) > 40
     assert [(i.res_type, i.code) for i in composites if i.strategy != "composite"] == []
+
+
+CUSTOM = {
+    "resourceType": "SearchParameter", "url": "http://example.org/fhir/SearchParameter/test-prob-risk-date",
+    "name": "prob-risk-date", "status": "active", "code": "test-prob-risk-date", "base": ["RiskAssessment"],
+    "type": "composite", "expression": "RiskAssessment.prediction",
+    "component": [
+        {"definition": "http://hl7.org/fhir/SearchParameter/RiskAssessment-probability", "expression": "probability"},
+        {"definition": "http://hl7.org/fhir/SearchParameter/RiskAssessment-risk", "expression": "qualitativeRisk"},
+        {"definition": "http://hl7.org/fhir/SearchParameter/clinical-date", "expression": "%resource.occurrence"},
+    ],
+}
+
+
+def test_composite_whose_first_component_is_a_number(loader: Any, loaded: Any, find: Any) -> None:
+    # A custom composite: number first (so it lives in the part table too), token, then a date
+    # read from the resource rather than the prediction.
+    from fhir_server.search.registry import registry
+
+    (impl,) = registry().add(CUSTOM, status="active")
+    assert impl.strategy == "composite"
+    risk = "http://terminology.hl7.org/CodeSystem/risk-probability"
+    loader.load([{"resourceType": "RiskAssessment", "id": "ra-custom", "status": "final",
+                  "subject": {"reference": "Patient/p1"}, "occurrenceDateTime": "2020-05-01",
+                  "prediction": [{"probabilityDecimal": 0.8, "qualitativeRisk": {"coding": [{"system": risk,
+                                                                                           "code": "high"}]}},
+                                 {"probabilityDecimal": 0.1, "qualitativeRisk": {"coding": [{"system": risk,
+                                                                                           "code": "low"}]}}]}])
+    code = CUSTOM["code"]
+    assert find("RiskAssessment", f"{code}=gt0.5$high$2020") == ["ra-custom"]
+    assert find("RiskAssessment", f"{code}=0.1$low$2020-05") == ["ra-custom"]
+    assert find("RiskAssessment", f"{code}=gt0.5$low$2020") == []  # 0.8 is high, 0.1 low
+    assert find("RiskAssessment", f"{code}=gt0.5$high$2021") == []

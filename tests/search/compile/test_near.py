@@ -110,3 +110,85 @@ def test_malformed_near_is_a_400(places: None, find: Any, value: str) -> None:
     with pytest.raises(FhirError) as err:
         find("Location", f"near={value}")
     assert err.value.status == 400
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """An empty database (no migration run yet) on each backend."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    pg_url = os.environ.get("FHIR_TEST_PG_URL", "postgresql+psycopg://fhir:fhir@127.0.0.1:5432/fhir")
+
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+        yield engine
+        engine.dispose()
+        return
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(pg_url, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_upgrade_to_0003_indexes_existing_resources_for_the_new_parameters(fresh_engine: Any) -> None:
+    from urllib.parse import parse_qsl
+
+    from sqlalchemy import insert, text
+
+    from fhir_server.fhir.json import dumps
+    from fhir_server.search import search
+    from fhir_server.search.parse import parse_query
+    from fhir_server.search.registry import registry
+    from fhir_server.storage.migrate import upgrade
+    from fhir_server.storage.schema import resource
+
+    upgrade(fresh_engine, "0002")
+    with fresh_engine.begin() as conn:  # the schema as revision 0002 created it before this change
+        conn.execute(text("DROP TABLE idx_near"))
+        conn.execute(text("DROP TABLE idx_composite_part"))
+        conn.execute(text("ALTER TABLE idx_composite DROP COLUMN combo"))
+        docs = [
+            _location("old-center", LAT0, LON0),
+            {"resourceType": "MolecularSequence", "id": "old-ms", "coordinateSystem": 0,
+             "referenceSeq": {"chromosome": {"coding": [{"code": "7"}]}}, "variant": [{"start": 10, "end": 20}]},
+            {"resourceType": "DocumentReference", "id": "old-doc", "status": "current", "content": [],
+             "relatesTo": [{"code": "replaces", "target": {"reference": "DocumentReference/older"}}]},
+        ]
+        for i, doc in enumerate(docs):
+            conn.execute(insert(resource).values(res_type=doc["resourceType"], res_id=doc["id"], version=1,
+                                                 last_updated=i, deleted=False, body=dumps(doc)))
+    upgrade(fresh_engine)
+
+    def find(res_type: str, qs: str) -> list[str]:
+        query = parse_query(registry(), (res_type,), parse_qsl(qs))
+        with fresh_engine.connect() as conn:
+            return [m.id for m in search(conn, query)[0].matches]
+
+    assert find("Location", f"near={LAT0}|{LON0}|1|km") == ["old-center"]
+    assert find("Location", "near=0|0|1|km") == []
+    assert find("MolecularSequence", "chromosome-variant-coordinate=7$10$20") == ["old-ms"]
+    assert find("MolecularSequence", "chromosome-variant-coordinate=7$10$21") == []
+    assert find("DocumentReference", "relationship=DocumentReference/older$replaces") == ["old-doc"]
+
+
+def test_near_and_every_composite_are_listed_in_the_capability_statement() -> None:
+    from fhir_server.search import capability_search_params
+
+    location = {p["name"]: p for p in capability_search_params("Location")}
+    assert location["near"]["type"] == "special"
+    assert location["near"]["definition"] == "http://hl7.org/fhir/SearchParameter/Location-near"
+    sequence = {p["name"] for p in capability_search_params("MolecularSequence")}
+    assert {"chromosome-variant-coordinate", "chromosome-window-coordinate", "referenceseqid-variant-coordinate",
+            "referenceseqid-window-coordinate"} <= sequence
+    assert "relationship" in {p["name"] for p in capability_search_params("DocumentReference")}
