@@ -20,23 +20,61 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine, false, select
 
 from fhir_server.errors import FhirError, invalid, not_supported
 from fhir_server.fhir.json import loads
+from fhir_server.indexing.normalize import token_hashes
 from fhir_server.storage.index_schema import idx_uri
 from fhir_server.storage.schema import resource
 from fhir_server.validation import terminology
 from fhir_server.validation.conformance import ConformanceRegistry
 
-__all__ = ["StoredTerminology", "resolver"]
+__all__ = ["Members", "StoredTerminology", "resolver"]
 
 Pairs = list[tuple[str | None, str]]
 _MAX_DEPTH = 10  # ValueSet imports nest; a cycle must not loop forever
 _PARSED_PER_DB = 64  # parsed ValueSet/CodeSystem bodies kept per database (a CodeSystem can be MBs)
+_RESULTS_PER_DB = 256  # expansions and hierarchies kept per database, checked against it before reuse
+Trace = tuple[tuple[tuple[str, str], tuple[tuple[int, int], ...]], ...]  # (kind, url) -> its (rid, version)s
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """A set of codes as token search looks them up: `h_full` and `h_code` hashes, whole systems.
+
+    A code with a system is keyed as `system|code` and as `|code`: an element of type `code`
+    (status, gender...) is indexed without the system its binding implies.
+    """
+
+    full: tuple[int, ...] = ()
+    codes: tuple[int, ...] = ()
+    systems: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str | None, str]]) -> Members:
+        full: set[int] = set()
+        codes: set[int] = set()
+        systems: set[str] = set()
+        for system, code in pairs:
+            if not system:
+                codes.add(_hash(None, code, 1))
+            elif not code:
+                systems.add(system)  # a whole code system, matched as `system|`
+            else:
+                full.update((_hash(system, code, 0), _hash(None, code, 0)))
+        return cls(tuple(sorted(full)), tuple(sorted(codes)), tuple(sorted(systems)))
+
+    @classmethod
+    def union(cls, parts: list[Members]) -> Members:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(tuple(sorted({k for m in parts for k in getattr(m, f)})) for f in ("full", "codes", "systems")))
 
 
 @cache
@@ -46,18 +84,21 @@ def _vendored() -> ConformanceRegistry:
     return ConformanceRegistry(None, base=definitions.value_sets_and_code_systems())
 
 
-class _Parsed:
-    """Parsed bodies by (rid, version), per engine: parsing a large CodeSystem on every search
-    would cost more than the search. A (rid, version) pair never names two contents, and the
-    weak key drops an engine's entries with it (ids and URLs of test engines are reused)."""
+def _hash(system: str | None, code: str, which: int) -> int:
+    """The index's `h_full` (0) or `h_code` (1) of a code: never None when there is a code."""
+    return cast(int, token_hashes(system, code)[which])
 
-    def __init__(self) -> None:
+
+class _PerEngine:
+    """A small LRU per engine. Weak keys drop an engine's entries with it: the ids and URLs of
+    test engines are reused, so neither can key a process-wide cache."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
         self._lock = threading.Lock()
-        self._by_engine: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[int, int], _Body]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._by_engine: weakref.WeakKeyDictionary[Engine, OrderedDict[Any, Any]] = weakref.WeakKeyDictionary()
 
-    def get(self, engine: Engine, key: tuple[int, int]) -> _Body | None:
+    def get(self, engine: Engine, key: Any) -> Any | None:
         with self._lock:
             entries = self._by_engine.get(engine)
             if entries is None or key not in entries:
@@ -65,11 +106,11 @@ class _Parsed:
             entries.move_to_end(key)
             return entries[key]
 
-    def put(self, engine: Engine, key: tuple[int, int], body: _Body) -> None:
+    def put(self, engine: Engine, key: Any, value: Any) -> None:
         with self._lock:
             entries = self._by_engine.setdefault(engine, OrderedDict())
-            entries[key] = body
-            while len(entries) > _PARSED_PER_DB:
+            entries[key] = value
+            while len(entries) > self._size:
                 entries.popitem(last=False)
 
 
@@ -83,19 +124,25 @@ class _Body:
         self.derived: dict[tuple[str, str], Any] = {}
 
 
-_PARSED = _Parsed()
+# Parsed bodies by (rid, version), which never name two contents: parsing a large CodeSystem
+# on every search would cost more than the search.
+_PARSED = _PerEngine(_PARSED_PER_DB)
+# Results by question, with the (rid, version)s of every ValueSet/CodeSystem url they read:
+# reused while the database still holds exactly those versions.
+_RESULTS = _PerEngine(_RESULTS_PER_DB)
 
 
 class StoredTerminology:
     """The registry interface the terminology engine reads (`value_set`, `code_system`, `cached`),
     over this database's current ValueSets and CodeSystems, then the vendored R4 ones.
 
-    One instance serves one search: what it caches (expansions) lives as long as the search,
-    except the parsed bodies and concept indexes, kept per stored version.
+    One instance serves one search. Parsed bodies, concept indexes and results outlive it, each
+    tied to the stored versions it came from.
     """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._rows: dict[tuple[str, str], tuple[tuple[int, int], ...]] = {}  # (kind, url) -> (rid, version)s
         self._found: dict[tuple[str, str], ConformanceRegistry | None] = {}
         self._cache: dict[tuple[str, str], Any] = {}
         self._bodies: dict[int, _Body] = {}  # id(resource dict) -> its stored body
@@ -104,7 +151,7 @@ class StoredTerminology:
     def get(self, kind: str, canonical: str) -> dict[str, Any] | None:
         url = canonical.partition("|")[0]
         if (kind, url) not in self._found:
-            self._found[(kind, url)] = self._load(kind, url)
+            self._found[(kind, url)] = self._registry(url, self._current([(kind, url)])[(kind, url)])
         stored = self._found[(kind, url)]
         found = stored.get(kind, canonical) if stored is not None else None
         return found if found is not None else _vendored().get(kind, canonical)
@@ -129,27 +176,53 @@ class StoredTerminology:
             self._cache[(kind, key)] = factory()
         return self._cache[(kind, key)]
 
-    def _load(self, kind: str, url: str) -> ConformanceRegistry | None:
-        """The current resources of `kind` with this url, as a registry (for its version choice)."""
-        listed = select(idx_uri.c.rid).where(idx_uri.c.res_type == kind, idx_uri.c.param == "url",
-                                             idx_uri.c.value == url)
-        rows = self._conn.execute(
-            select(resource.c.rid, resource.c.version).where(resource.c.rid.in_(listed), resource.c.deleted == false())
-        ).all()
+    # -- the database --------------------------------------------------------------------------
+    def _current(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[tuple[int, int], ...]]:
+        """(rid, version) of the current resources of each (kind, url), read once per search."""
+        missing = [k for k in keys if k not in self._rows]
+        if missing:
+            found: dict[tuple[str, str], list[tuple[int, int]]] = {k: [] for k in missing}
+            stmt = (
+                select(idx_uri.c.res_type, idx_uri.c.value, resource.c.rid, resource.c.version)
+                .join(resource, resource.c.rid == idx_uri.c.rid)
+                .where(idx_uri.c.param == "url", idx_uri.c.res_type.in_({k for k, _u in missing}),
+                       idx_uri.c.value.in_({u for _k, u in missing}), resource.c.deleted == false())
+            )
+            for kind, url, rid, version in self._conn.execute(stmt):
+                if (kind, url) in found:
+                    found[(kind, url)].append((int(rid), int(version)))
+            self._rows.update((k, tuple(sorted(set(v)))) for k, v in found.items())
+        return {k: self._rows[k] for k in keys}
+
+    def _registry(self, url: str, rows: tuple[tuple[int, int], ...]) -> ConformanceRegistry | None:
+        """These stored resources as a registry, for its choice among versions (`url|version`)."""
         if not rows:
             return None
-        bodies = [self._body(int(rid), int(version)) for rid, version in rows]
+        bodies = [self._body(rid, version) for rid, version in rows]
         return ConformanceRegistry(None, base=[b.resource for b in bodies if b.resource.get("url") == url])
 
     def _body(self, rid: int, version: int) -> _Body:
         engine = self._conn.engine
-        body = _PARSED.get(engine, (rid, version))
+        body: _Body | None = _PARSED.get(engine, (rid, version))
         if body is None:
             raw = self._conn.execute(select(resource.c.body).where(resource.c.rid == rid)).scalar_one()
             body = _Body(loads(raw))
             _PARSED.put(engine, (rid, version), body)
         self._bodies[id(body.resource)] = body
         return body
+
+    def _remembered(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """`make()`, or its earlier result if every ValueSet/CodeSystem url read then is unchanged."""
+        engine = self._conn.engine
+        hit: tuple[Trace, Any] | None = _RESULTS.get(engine, key)
+        if hit is not None:
+            trace, value = hit
+            if self._current([k for k, _rows in trace]) == dict(trace):
+                return value
+        value = make()
+        # Everything this search has read so far: a superset of what `make` read, so safe.
+        _RESULTS.put(engine, key, (tuple(sorted(self._rows.items())), value))
+        return value
 
     # -- what token search asks ----------------------------------------------------------------
     def __call__(self, canonical: str) -> Pairs | None:
@@ -159,6 +232,22 @@ class StoredTerminology:
             return None
         systems, pairs = self._members(vs, 0)
         return [(s, "") for s in sorted(systems)] + sorted(pairs, key=lambda p: (p[0] or "", p[1]))
+
+    def members(self, canonical: str) -> Members | None:
+        """`self(canonical)` as lookup keys, remembered while the ValueSets and CodeSystems it read stay."""
+
+        def make() -> Members | None:
+            pairs = self(canonical)
+            return None if pairs is None else Members.of(pairs)
+
+        return self._remembered(("members", canonical), make)  # type: ignore[no-any-return]
+
+    def subsumed(self, system: str, code: str, direction: Literal["above", "below"]) -> Members:
+        """`self.subsumption(...)` as lookup keys, remembered like `members`."""
+        def make() -> Members:
+            return Members.of((system, c) for c in self.subsumption(system, code, direction))
+
+        return self._remembered(("subsumed", system, code, direction), make)  # type: ignore[no-any-return]
 
     def subsumption(self, system: str, code: str, direction: Literal["above", "below"]) -> list[str]:
         """`code` and its descendants (below) or its ancestors (above) in a code system held here."""

@@ -35,9 +35,10 @@ from fhir_server.search.compile.common import (
     unsupported_modifier,
 )
 from fhir_server.search.registry import SearchParamImpl
+from fhir_server.search.valuesets import Members
 from fhir_server.storage.index_schema import idx_token
 
-__all__ = ["identifier_rows", "index_rows", "predicate", "split_token"]
+__all__ = ["identifier_rows", "index_rows", "match_keys", "match_values", "predicate", "split_token"]
 
 _CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
 # Longer hash lists are written into the SQL: PostgreSQL takes at most 65,535 bound parameters,
@@ -122,28 +123,36 @@ def value_condition(v: Value) -> tuple[str, Any]:
     return "full", token_hashes(system, code)[0]
 
 
-def _one_of(col: Any, hashes: list[Any]) -> ColumnElement[bool]:
+def _one_of(col: Any, hashes: list[int] | tuple[int, ...]) -> ColumnElement[bool]:
     if len(hashes) == 1:
         return col == hashes[0]  # type: ignore[no-any-return]
     if len(hashes) > _INLINE_OVER:
-        return col.in_(bindparam(None, sorted(set(hashes)), expanding=True, literal_execute=True))  # type: ignore[no-any-return]
+        listed: Any = bindparam(None, sorted(set(hashes)), expanding=True, literal_execute=True)
+        return col.in_(listed)  # type: ignore[no-any-return]
     return col.in_(hashes)  # type: ignore[no-any-return]
 
 
-def match_values(values: tuple[Value, ...], h_full: Any, h_code: Any, system_col: Any) -> ColumnElement[bool]:
-    full = [h for kind, h in map(value_condition, values) if kind == "full"]
-    codes = [h for kind, h in map(value_condition, values) if kind == "code"]
-    systems = [s for kind, s in map(value_condition, values) if kind == "system"]
+def match_keys(keys: Members, h_full: Any, h_code: Any, system_col: Any) -> ColumnElement[bool]:
     conds = []
-    if full:
-        conds.append(_one_of(h_full, full))
-    if codes:
-        conds.append(_one_of(h_code, codes))
-    if systems:
+    if keys.full:
+        conds.append(_one_of(h_full, keys.full))
+    if keys.codes:
+        conds.append(_one_of(h_code, keys.codes))
+    if keys.systems:
         if system_col is None:
             raise invalid("A 'system|' value cannot be used here: give a code too")
-        conds.append(system_col.in_(systems))
+        conds.append(system_col.in_(keys.systems))
     return any_of(conds)
+
+
+def match_values(values: tuple[Value, ...], h_full: Any, h_code: Any, system_col: Any) -> ColumnElement[bool]:
+    looked_up = [value_condition(v) for v in values]
+    keys = Members(
+        full=tuple(h for kind, h in looked_up if kind == "full"),
+        codes=tuple(h for kind, h in looked_up if kind == "code"),
+        systems=tuple(s for kind, s in looked_up if kind == "system"),
+    )
+    return match_keys(keys, h_full, h_code, system_col)
 
 
 def _with_param(p: Param, v: Value, exc: FhirError) -> FhirError:
@@ -152,47 +161,41 @@ def _with_param(p: Param, v: Value, exc: FhirError) -> FhirError:
     return FhirError(400, f"Search parameter '{p.code}:{p.modifier}={v.text}': {exc}", code, p.code)
 
 
-def _member_values(system: str | None, code: str) -> tuple[Value, ...]:
-    """How a code of a ValueSet or hierarchy is looked up: `system|code`, and `|code` too because
-    an element of type `code` (status, gender...) is indexed without the system its binding implies."""
-    if not system:
-        return (Value(code),)
-    if not code:
-        return (Value(f"{system}|"),)  # a whole code system
-    return Value(f"{system}|{code}"), Value(f"|{code}")
-
-
-def _valueset_values(p: Param, ctx: Ctx) -> tuple[Value, ...]:
-    out: list[Value] = []
+def _valueset_keys(p: Param, ctx: Ctx) -> Members:
+    # Ctx.valueset is the search's StoredTerminology, which remembers the keys of an expansion.
+    members = getattr(ctx.valueset, "members", None)
+    parts: list[Members] = []
     for v in p.values:
         try:
-            pairs = ctx.valueset(v.text)
+            found = members(v.text) if members else _plain(ctx.valueset(v.text))
         except FhirError as exc:
             raise _with_param(p, v, exc) from None
-        if pairs is None:
+        if found is None:
             raise bad_value(p, v, "no ValueSet with this URL on the server")
-        out.extend(v for s, c in pairs for v in _member_values(s, c))
-    return tuple(out)
+        parts.append(found)
+    return Members.union(parts)
 
 
-def _subsumed_values(p: Param, ctx: Ctx) -> tuple[Value, ...]:
+def _plain(pairs: list[tuple[str | None, str]] | None) -> Members | None:
+    return None if pairs is None else Members.of(pairs)
+
+
+def _subsumed_keys(p: Param, ctx: Ctx) -> Members:
     """`:below`: each code and its descendants; `:above`: each code and its ancestors."""
-    # Ctx.valueset is the search's StoredTerminology, which also knows code-system hierarchies.
-    related = getattr(ctx.valueset, "subsumption", None)
-    out: list[Value] = []
+    subsumed = getattr(ctx.valueset, "subsumed", None)
+    parts: list[Members] = []
     for v in p.values:
         system, code, _given = split_token(v.text)
         if not system or not code:
             raise bad_value(p, v, f"':{p.modifier}' needs system|code: a code is above or below "
                                   "another only within one code system")
-        if related is None:
+        if subsumed is None:
             raise not_supported(f"':{p.modifier}' on token parameter '{p.code}': no terminology here")
         try:
-            codes = related(system, code, p.modifier)
+            parts.append(subsumed(system, code, p.modifier))
         except FhirError as exc:
             raise _with_param(p, v, exc) from None
-        out.extend(v for c in codes for v in _member_values(system, c))
-    return tuple(out)
+    return Members.union(parts)
 
 
 def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElement[bool]:
@@ -211,13 +214,12 @@ def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElemen
             hashes = [hash64(v.text) for v in p.values]
             return in_index(t, r, rt, p.code + ":of-type", t.c.h_full.in_(hashes))
         case "in" | "not-in":
-            values = _valueset_values(p, ctx)
-            cond = match_values(values, t.c.h_full, t.c.h_code, t.c.system)
+            cond = match_keys(_valueset_keys(p, ctx), t.c.h_full, t.c.h_code, t.c.system)
             return in_index(t, r, rt, p.code, cond, negate=p.modifier == "not-in")
         case "missing":
             return missing(t, r, rt, p)
         case "above" | "below":
-            cond = match_values(_subsumed_values(p, ctx), t.c.h_full, t.c.h_code, t.c.system)
+            cond = match_keys(_subsumed_keys(p, ctx), t.c.h_full, t.c.h_code, t.c.system)
             return in_index(t, r, rt, p.code, cond)
         case _:
             raise unsupported_modifier(p, impl)
