@@ -148,9 +148,9 @@ idx_uri = _table(
 
 idx_composite = _table(
     "idx_composite",
-    Column("h1_full", BigInteger, nullable=True),  # first component: always a token
+    Column("h1_full", BigInteger, nullable=True),  # first component, when token/reference/string/uri
     Column("h1_code", BigInteger, nullable=True),
-    Column("h2_full", BigInteger, nullable=True),  # second component, token or string (hashed)
+    Column("h2_full", BigInteger, nullable=True),  # second component, token/reference/string/uri (hashed)
     Column("h2_code", BigInteger, nullable=True),
     Column("num", Float, nullable=True),  # second component, number or quantity value
     Column("q_system", Key, nullable=True),
