@@ -15,8 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BinaryExpression, Column, ColumnElement, Table, and_, false, not_, or_, select, union
-from sqlalchemy.sql.elements import BindParameter, BooleanClauseList
 from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BindParameter, BooleanClauseList
 from sqlalchemy.sql.selectable import ScalarSelect
 from sqlalchemy.sql.util import ClauseAdapter
 
