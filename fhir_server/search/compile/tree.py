@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BinaryExpression, Column, ColumnElement, Table, and_, false, not_, or_, select, union
+from sqlalchemy import BinaryExpression, Column, ColumnElement, Select, Table, and_, false, not_, or_, select, union
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BindParameter, BooleanClauseList
 from sqlalchemy.sql.selectable import ScalarSelect
@@ -286,6 +286,8 @@ def _equality_scan(expr: ColumnElement[bool], r: Any) -> Any:
             and isinstance(expr.right, ScalarSelect) and expr.left is r.c.rid):
         return None
     sub = expr.right.element
+    if not isinstance(sub, Select):
+        return None
     froms = sub.get_final_froms()
     if len(froms) != 1 or not isinstance(froms[0], Table):
         return None
