@@ -21,7 +21,7 @@ from fhir_server.errors import invalid
 from fhir_server.search.ast import Compartment, Node, Policy, Query, SortKey, conj
 from fhir_server.search.cache import WhereCache, cacheable
 from fhir_server.search.compile.common import Ctx, alias
-from fhir_server.search.compile.tree import compile_where, live
+from fhir_server.search.compile.tree import compile_where, live, ordered_drive
 from fhir_server.search.paging import Cursor, SortExpr, decode, keyset_condition, order_by
 from fhir_server.search.sorting import index_sort, sort_column
 from fhir_server.storage.index_schema import INDEX_TABLES
@@ -149,6 +149,10 @@ def _build(query: Query, ctx: Ctx) -> Plan:
     driven = None if selective else index_sort(query, ctx, r, where, cursor)
     if driven is not None:
         return Plan(query, driven[0], driven[1], count, sort_exprs, cursor, signature, where, r)
+    if not selective and not query.sort and query.where is not None and len(query.types) == 1:
+        page = _ordered_page(query, ctx, r, cursor)
+        if page is not None:
+            return Plan(query, page, None, count, sort_exprs, cursor, signature, where, r)
     keys = (e.label(f"k{i}") for i, (e, _) in enumerate(sort_exprs))
     page = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body, *keys)
     page = page.where(where)
@@ -157,3 +161,25 @@ def _build(query: Query, ctx: Ctx) -> Plan:
     reverse = cursor is not None and not cursor.forward
     page = page.order_by(*order_by(sort_exprs, r.c.rid, reverse)).limit(query.count + 1)
     return Plan(query, page, None, count, sort_exprs, cursor, signature, where, r)
+
+
+def _ordered_page(query: Query, ctx: Ctx, r: Any, cursor: Cursor | None) -> Select[Any] | None:
+    """The page read along an equality term's index in rid order (see `tree.ordered_drive`)."""
+    assert query.where is not None
+    drive = ordered_drive(query.where, query.types[0], r, ctx)
+    if drive is None:
+        return None
+    d = drive.d
+    page = (
+        select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body)
+        .select_from(d.join(r, r.c.rid == d.c.rid))
+        .where(drive.cond, *drive.rest, live(r, query.types[0]))
+    )
+    if cursor is not None:
+        page = page.where(keyset_condition([], d.c.rid, cursor))
+    reverse = cursor is not None and not cursor.forward
+    # One resource can have several index rows for the value (the same code in two codings):
+    # grouping by the index's rid keeps one, and follows the index order without a sort.
+    # PostgreSQL also wants the resource's key grouped to select its columns.
+    group = (d.c.rid,) if ctx.dialect == "sqlite" else (d.c.rid, r.c.rid)
+    return page.group_by(*group).order_by(*order_by([], d.c.rid, reverse)).limit(query.count + 1)
