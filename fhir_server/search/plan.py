@@ -71,7 +71,7 @@ def _sort_expr(key: SortKey, types: tuple[str, ...], r: Any, ctx: Ctx) -> SortEx
     if key.code == "_lastUpdated":
         return r.c.last_updated, key.descending
     impl = ctx.registry.get(types[0] if types else "*", key.code)
-    if impl is None or not impl.indexed or impl.strategy == "composite":
+    if impl is None or not impl.indexed or impl.strategy in ("composite", "near"):
         raise invalid(f"Cannot sort on '{key.code}'", expression="_sort")
     table = INDEX_TABLES[impl.strategy]
     col = table.c[sort_column(impl.strategy, key.descending)]

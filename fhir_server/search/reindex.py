@@ -149,7 +149,10 @@ def _reindex_resource(conn: Connection, rid: int, res_type: str, body: bytes, im
     doc = loads(body)
     for impl in impls:
         names = [impl.code, impl.code + ":identifier", impl.code + ":of-type"]
-        for table in {INDEX_TABLES[impl.strategy], INDEX_TABLES["token"]}:
+        tables = {INDEX_TABLES[impl.strategy], INDEX_TABLES["token"]}
+        if impl.strategy == "composite":  # a third component, or a range-typed first one
+            tables.add(INDEX_TABLES["composite_part"])
+        for table in tables:
             conn.execute(delete(table).where(table.c.rid == rid, table.c.param.in_(names)))
         for kind, rows in param_rows(impl, doc).items():
             keys = {k for r in rows for k in r}

@@ -120,3 +120,11 @@ def test_count_is_capped_and_must_be_a_number(many: Engine) -> None:
     assert len(_page(many, "Encounter", "_count=100000").matches) == 26
     with pytest.raises(FhirError):
         _page(many, "Encounter", "_count=-1")
+
+
+@pytest.mark.parametrize(("res_type", "sort"), [("Location", "near"), ("Observation", "code-value-quantity"),
+                                                ("DocumentReference", "relationship")])
+def test_sorting_on_a_parameter_without_an_order_is_a_400(many: Engine, res_type: str, sort: str) -> None:
+    with pytest.raises(FhirError) as err:
+        _page(many, res_type, f"_sort={sort}")
+    assert err.value.status == 400 and "Cannot sort" in str(err.value)

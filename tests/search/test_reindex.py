@@ -62,3 +62,40 @@ def test_custom_parameter_lifecycle(engine: Engine, loader: Any, find: Any) -> N
 def test_invalid_custom_parameters_are_refused(engine: Engine, change: dict[str, Any]) -> None:
     with engine.begin() as conn, pytest.raises(FhirError):
         register_search_parameter(conn, {**SP, **change})
+
+
+def _triple(third: str, definition: str) -> dict[str, Any]:
+    return {
+        "resourceType": "SearchParameter", "id": "gender-birth-flag", "name": "gender-birth-flag",
+        "url": "http://example.org/fhir/SearchParameter/gender-birth-flag", "status": "active",
+        "code": "gender-birth-flag", "base": ["Patient"], "type": "composite", "expression": "Patient",
+        "description": "Gender, birth date and one flag, together",
+        "component": [
+            {"definition": "http://hl7.org/fhir/SearchParameter/individual-gender", "expression": "gender"},
+            {"definition": "http://hl7.org/fhir/SearchParameter/individual-birthdate", "expression": "birthDate"},
+            {"definition": definition, "expression": third},
+        ],
+    }
+
+
+def _reindex_all(engine: Engine, code: str) -> None:
+    with engine.begin() as conn:
+        job = start_reindex(conn, [("Patient", code)])
+    with engine.begin() as conn:
+        while _state(reindex_step(conn, job, batch=50), "status")["valueCode"] == "running":
+            pass
+
+
+def test_reindexing_a_changed_composite_replaces_its_third_component_rows(engine: Engine, loader: Any,
+                                                                           find: Any) -> None:
+    loader.load([{"resourceType": "Patient", "id": "flagged", "gender": "female", "birthDate": "1961-02-03",
+                  "active": True, "deceasedBoolean": False}])
+    with engine.begin() as conn:
+        register_search_parameter(conn, _triple("active", "http://hl7.org/fhir/SearchParameter/Patient-active"))
+    _reindex_all(engine, "gender-birth-flag")
+    assert find("Patient", "gender-birth-flag=female$1961-02-03$true") == ["flagged"]
+    with engine.begin() as conn:  # the third component now reads deceased, which is false
+        register_search_parameter(conn, _triple("deceased", "http://hl7.org/fhir/SearchParameter/Patient-deceased"))
+    _reindex_all(engine, "gender-birth-flag")
+    assert find("Patient", "gender-birth-flag=female$1961-02-03$false") == ["flagged"]
+    assert find("Patient", "gender-birth-flag=female$1961-02-03$true") == []
