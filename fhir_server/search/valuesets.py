@@ -39,8 +39,10 @@ __all__ = ["Members", "StoredTerminology", "resolver"]
 
 Pairs = list[tuple[str | None, str]]
 _MAX_DEPTH = 10  # ValueSet imports nest; a cycle must not loop forever
-_PARSED_PER_DB = 64  # parsed ValueSet/CodeSystem bodies kept per database (a CodeSystem can be MBs)
-_RESULTS_PER_DB = 256  # expansions and hierarchies kept per database, checked against it before reuse
+# Per database: bytes of JSON kept parsed (a large CodeSystem is several MB), and hash keys of
+# expansions and hierarchies kept (about 36 bytes each).
+_PARSED_BUDGET = 16_000_000
+_RESULTS_BUDGET = 1_000_000
 Trace = tuple[tuple[tuple[str, str], tuple[tuple[int, int], ...]], ...]  # (kind, url) -> its (rid, version)s
 
 
@@ -90,13 +92,16 @@ def _hash(system: str | None, code: str, which: int) -> int:
 
 
 class _PerEngine:
-    """A small LRU per engine. Weak keys drop an engine's entries with it: the ids and URLs of
-    test engines are reused, so neither can key a process-wide cache."""
+    """An LRU per engine, bounded by the total weight of its entries (the newest always stays).
+    Weak keys drop an engine's entries with it: the ids and URLs of test engines are reused,
+    so neither can key a process-wide cache."""
 
-    def __init__(self, size: int) -> None:
-        self._size = size
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
         self._lock = threading.Lock()
-        self._by_engine: weakref.WeakKeyDictionary[Engine, OrderedDict[Any, Any]] = weakref.WeakKeyDictionary()
+        self._by_engine: weakref.WeakKeyDictionary[Engine, OrderedDict[Any, tuple[Any, int]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def get(self, engine: Engine, key: Any) -> Any | None:
         with self._lock:
@@ -104,14 +109,16 @@ class _PerEngine:
             if entries is None or key not in entries:
                 return None
             entries.move_to_end(key)
-            return entries[key]
+            return entries[key][0]
 
-    def put(self, engine: Engine, key: Any, value: Any) -> None:
+    def put(self, engine: Engine, key: Any, value: Any, weight: int) -> None:
         with self._lock:
             entries = self._by_engine.setdefault(engine, OrderedDict())
-            entries[key] = value
-            while len(entries) > self._size:
-                entries.popitem(last=False)
+            entries[key] = (value, weight)
+            entries.move_to_end(key)
+            total = sum(w for _v, w in entries.values())
+            while total > self._budget and len(entries) > 1:
+                total -= entries.popitem(last=False)[1][1]
 
 
 class _Body:
@@ -126,10 +133,10 @@ class _Body:
 
 # Parsed bodies by (rid, version), which never name two contents: parsing a large CodeSystem
 # on every search would cost more than the search.
-_PARSED = _PerEngine(_PARSED_PER_DB)
+_PARSED = _PerEngine(_PARSED_BUDGET)
 # Results by question, with the (rid, version)s of every ValueSet/CodeSystem url they read:
 # reused while the database still holds exactly those versions.
-_RESULTS = _PerEngine(_RESULTS_PER_DB)
+_RESULTS = _PerEngine(_RESULTS_BUDGET)
 
 
 class StoredTerminology:
@@ -146,6 +153,7 @@ class StoredTerminology:
         self._found: dict[tuple[str, str], ConformanceRegistry | None] = {}
         self._cache: dict[tuple[str, str], Any] = {}
         self._bodies: dict[int, _Body] = {}  # id(resource dict) -> its stored body
+        self._ids: dict[str, tuple[int, int] | None] = {}  # ValueSet id -> (rid, version)
 
     # -- registry interface used by terminology.py ----------------------------------------
     def get(self, kind: str, canonical: str) -> dict[str, Any] | None:
@@ -207,11 +215,11 @@ class StoredTerminology:
         if body is None:
             raw = self._conn.execute(select(resource.c.body).where(resource.c.rid == rid)).scalar_one()
             body = _Body(loads(raw))
-            _PARSED.put(engine, (rid, version), body)
+            _PARSED.put(engine, (rid, version), body, len(raw))
         self._bodies[id(body.resource)] = body
         return body
 
-    def _remembered(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    def _remembered(self, key: tuple[Any, ...], make: Callable[[], Members | None]) -> Any:
         """`make()`, or its earlier result if every ValueSet/CodeSystem url read then is unchanged."""
         engine = self._conn.engine
         hit: tuple[Trace, Any] | None = _RESULTS.get(engine, key)
@@ -221,26 +229,48 @@ class StoredTerminology:
                 return value
         value = make()
         # Everything this search has read so far: a superset of what `make` read, so safe.
-        _RESULTS.put(engine, key, (tuple(sorted(self._rows.items())), value))
+        weight = 1 + (len(value.full) + len(value.codes) + len(value.systems) if value is not None else 0)
+        _RESULTS.put(engine, key, (tuple(sorted(self._rows.items())), value), weight)
         return value
 
     # -- what token search asks ----------------------------------------------------------------
-    def __call__(self, canonical: str) -> Pairs | None:
-        """The (system, code) members of a ValueSet, `code == ''` for a whole system; None if unknown."""
-        vs = self.value_set(canonical)
+    def __call__(self, reference: str) -> Pairs | None:
+        """The (system, code) members of a ValueSet, `code == ''` for a whole system; None if unknown.
+
+        `reference` is a canonical (`url` or `url|version`) or, as R4 also allows, a relative
+        reference to a stored ValueSet (`ValueSet/id`).
+        """
+        if reference.startswith("ValueSet/"):
+            row = self._by_id(reference.removeprefix("ValueSet/"))
+            vs = self._body(*row).resource if row else None
+        else:
+            vs = self.value_set(reference)
         if vs is None:
             return None
         systems, pairs = self._members(vs, 0)
         return [(s, "") for s in sorted(systems)] + sorted(pairs, key=lambda p: (p[0] or "", p[1]))
 
-    def members(self, canonical: str) -> Members | None:
-        """`self(canonical)` as lookup keys, remembered while the ValueSets and CodeSystems it read stay."""
+    def members(self, reference: str) -> Members | None:
+        """`self(reference)` as lookup keys, remembered while the ValueSets and CodeSystems it read stay."""
 
         def make() -> Members | None:
-            pairs = self(canonical)
+            pairs = self(reference)
             return None if pairs is None else Members.of(pairs)
 
-        return self._remembered(("members", canonical), make)  # type: ignore[no-any-return]
+        key: tuple[Any, ...] = ("members", reference)
+        if reference.startswith("ValueSet/"):
+            key += self._by_id(reference.removeprefix("ValueSet/")) or ()  # a new version is a new question
+        return self._remembered(key, make)  # type: ignore[no-any-return]
+
+    def _by_id(self, id_: str) -> tuple[int, int] | None:
+        """(rid, version) of the current ValueSet with this id."""
+        if id_ not in self._ids:
+            row = self._conn.execute(
+                select(resource.c.rid, resource.c.version).where(
+                    resource.c.res_type == "ValueSet", resource.c.res_id == id_, resource.c.deleted == false())
+            ).first()
+            self._ids[id_] = (int(row[0]), int(row[1])) if row else None
+        return self._ids[id_]
 
     def subsumed(self, system: str, code: str, direction: Literal["above", "below"]) -> Members:
         """`self.subsumption(...)` as lookup keys, remembered like `members`."""
@@ -266,22 +296,43 @@ class StoredTerminology:
 
     # -- expansion -----------------------------------------------------------------------------
     def _members(self, vs: dict[str, Any], depth: int) -> tuple[set[str], set[tuple[str | None, str]]]:
-        """(whole systems, other members): whole-system includes, also in imported ValueSets,
-        are kept aside; the rest goes to the engine, which then never meets them."""
+        """(whole systems, other members). A stored expansion that lists every member stands in
+        for a compose that cannot be expanded here (drawn up by a terminology server)."""
         if depth > _MAX_DEPTH:
             raise invalid(f"ValueSet {vs.get('url')}: imports nest too deeply (cycle?)")
+        try:
+            if not self._draws_on_whole_system(vs, depth):
+                return set(), set(self._expand(vs))
+            return self._split(vs, vs["compose"], depth)
+        except FhirError:
+            expansion = vs.get("expansion")
+            if not vs.get("compose") or not _complete(expansion):
+                raise
+            return set(), set(self._expand({"url": vs.get("url"), "expansion": expansion}))
+
+    def _draws_on_whole_system(self, vs: dict[str, Any], depth: int) -> bool:
         compose = vs.get("compose")
-        if not isinstance(compose, dict):
-            return set(), set(self._expand_stored(vs))
+        if depth > _MAX_DEPTH or not isinstance(compose, dict):
+            return False
+        for inc in compose.get("include") or []:
+            if isinstance(inc, dict) and _whole_system(inc):
+                return True
+            if isinstance(inc, dict) and _one_import(inc):
+                imported = self.value_set(inc["valueSet"][0])
+                if imported is not None and self._draws_on_whole_system(imported, depth + 1):
+                    return True
+        return False
+
+    def _split(self, vs: dict[str, Any], compose: dict[str, Any], depth: int) -> tuple[set[str], set[Any]]:
+        """Whole-system includes, also those of imported ValueSets, are kept aside as `system|`;
+        the engine expands the rest, so it never meets a whole system it does not hold."""
         systems: set[str] = set()
         pairs: set[tuple[str | None, str]] = set()
-        rest: list[dict[str, Any]] = []
+        rest: list[Any] = []
         for inc in compose.get("include") or []:
-            if not isinstance(inc, dict):
-                rest.append(inc)  # the engine reports it as malformed
-            elif _whole_system(inc):
+            if isinstance(inc, dict) and _whole_system(inc):
                 systems.add(inc["system"])
-            elif _one_import(inc):
+            elif isinstance(inc, dict) and _one_import(inc):
                 imported = self.value_set(inc["valueSet"][0])
                 if imported is None:
                     raise not_supported(f"ValueSet {vs.get('url')} imports {inc['valueSet'][0]}, "
@@ -290,28 +341,16 @@ class StoredTerminology:
                 systems |= sub_systems
                 pairs |= sub_pairs
             else:
-                rest.append(inc)
-        if not systems:
-            return set(), set(self._expand_stored(vs))  # the engine alone (and its expansion cache)
+                rest.append(inc)  # malformed ones too: the engine reports them
         if rest:
             pairs |= set(self._expand({"url": vs.get("url"), "compose": {"include": rest}}))
         if compose.get("exclude"):
             removed = set(self._expand({"url": vs.get("url"), "compose": {"include": compose["exclude"]}}))
             if any(s in systems for s, _c in removed):
-                # `system|` minus some codes is not one IN: let the engine expand it all (or refuse).
-                return set(), set(self._expand_stored(vs))
+                # `system|` minus some codes is not one IN: the engine expands it all, or refuses.
+                return set(), set(self._expand(vs))
             pairs -= removed
         return systems, pairs
-
-    def _expand_stored(self, vs: dict[str, Any]) -> Pairs:
-        """A ValueSet as the engine expands it; a stored complete `expansion` if its compose cannot be."""
-        try:
-            return self._expand(vs)
-        except FhirError:
-            expansion = vs.get("expansion")
-            if not vs.get("compose") or not _complete(expansion):
-                raise
-            return self._expand({"url": vs.get("url"), "expansion": expansion})
 
     def _expand(self, vs: dict[str, Any]) -> Pairs:
         """Members through the engine; its refusals (content not held, malformed) stay 400s."""

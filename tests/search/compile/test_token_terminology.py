@@ -18,6 +18,7 @@ from fhir_server.search.compile.token import match_values
 from fhir_server.search.parse import parse_query
 from fhir_server.search.registry import registry
 from fhir_server.storage.index_schema import idx_token
+from fhir_server.validation import terminology
 from tests.search.conftest import Loader
 
 CARE = "http://example.org/fhir/CodeSystem/care"
@@ -126,6 +127,9 @@ MATCHES = [
     # exclude: listed concepts and a filter (speech sits under rehab by its `parent` property)
     ("code:in=" + VS + "exclude", ["o-activity", "o-nursing", "o-wound"]),
     ("code:in=" + VS + "exclude&_id=o-inj,o-physio,o-speech", []),
+    # a relative reference to a stored ValueSet (R4: "a URI (relative or absolute)")
+    ("code:in=ValueSet/isa", ["o-inj", "o-nursing", "o-wound"]),
+    ("code:in=ValueSet/isa&_id=o-physio", []),
     # a whole code system the server does not hold stays `system|`, also when imported
     ("code:in=" + VS + "sct-all", ["o-diabetes"]),
     ("code:in=" + VS + "nested", ["o-diabetes", "o-inj", "o-nursing", "o-wound"]),
@@ -175,6 +179,7 @@ REFUSED = [
     # `system|` minus some codes is not expressible: refused, not widened
     ("code:in=" + VS + "sct-minus", "http://snomed.info/sct"),
     ("code:in=" + VS + "unknown", "no ValueSet"),
+    ("code:in=ValueSet/unknown", "no ValueSet"),
     ("code:below=" + SCT + "|73211009", "not held in full"),  # the R4 definitions name SNOMED CT only
     ("code:below=http://example.org/fhir/CodeSystem/unknown|x", "not on this server"),
     ("code:above=http://example.org/fhir/CodeSystem/frag|x", "not held in full"),
@@ -240,6 +245,22 @@ def test_an_expansion_follows_its_codesystem_and_valueset_as_they_change(engine:
     with pytest.raises(FhirError) as err:
         _conditions(engine, "code:in=" + VS + "changing")
     assert err.value.status == 400
+
+
+def test_an_unchanged_expansion_is_reused_not_recomputed(
+    engine: Engine, loader: Loader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = "http://example.org/fhir/CodeSystem/steady"
+    vs = _vs("steady", {"include": [_filter("is-a", "top", system)]})
+    loader.load([_hierarchy(system, {"top": ["a"]}), vs, _condition("st-a", system, "a")])
+    calls: list[Any] = []
+    real = terminology.expand
+    monkeypatch.setattr(terminology, "expand", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    assert _conditions(engine, "code:in=" + VS + "steady") == ["st-a"]
+    expanded = len(calls)
+    assert expanded > 0
+    assert _conditions(engine, "code:in=" + VS + "steady") == ["st-a"]
+    assert len(calls) == expanded  # the second search only checked the stored versions
 
 
 @pytest.mark.xfail(strict=True, reason="search/cache.py keeps compiled token :above/:below conditions for 60 s "
