@@ -32,8 +32,10 @@ def cacheable(node: Node | None) -> bool:
     match node:
         case None:
             return True
-        case Param(modifier=mod, values=values):
-            return mod not in ("in", "not-in") and all(v.prefix != "ap" for v in values)
+        case Param(kind=kind, modifier=mod, values=values):
+            # ValueSets and code-system hierarchies change under a query: they are read each time
+            reads_terminology = mod in ("in", "not-in") or (kind == "token" and mod in ("above", "below"))
+            return not reads_terminology and all(v.prefix != "ap" for v in values)
         case And(items) | Or(items):
             return all(cacheable(i) for i in items)
         case Not(item):

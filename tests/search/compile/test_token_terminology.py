@@ -263,8 +263,6 @@ def test_an_unchanged_expansion_is_reused_not_recomputed(
     assert len(calls) == expanded  # the second search only checked the stored versions
 
 
-@pytest.mark.xfail(strict=True, reason="search/cache.py keeps compiled token :above/:below conditions for 60 s "
-                                       "(cacheable() exempts only :in/:not-in); once it exempts them, drop this mark")
 def test_below_follows_its_codesystem_as_it_changes(engine: Engine, loader: Loader) -> None:
     system = "http://example.org/fhir/CodeSystem/growing"
     loader.load([_hierarchy(system, {"top": ["a"]}), _condition("gr-a", system, "a"), _condition("gr-b", system, "b")])
