@@ -49,7 +49,9 @@ _CONFORMANCE_TYPES = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptM
 
 def _context_factory(settings: Settings, profiles: ProfileService) -> Any:
     def register(stored: StoredResource) -> None:
-        if stored.type in _CONFORMANCE_TYPES and stored.body is not None:
+        if stored.type in _CONFORMANCE_TYPES and stored.deleted:
+            profiles.registry.remove(stored.type, stored.id)
+        elif stored.type in _CONFORMANCE_TYPES and stored.body is not None:
             resource = loads(stored.body)
             if resource.get("url"):
                 profiles.registry.add(resource)

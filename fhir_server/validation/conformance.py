@@ -51,8 +51,14 @@ class ConformanceRegistry:
         self._local_urls: set[str] = set()
         self._cache: dict[tuple[str, str], Any] = {}
         self._building: set[str] = set()
+        # (kind, id) -> (url, version) of what the server stored, so a delete or a PUT that
+        # changes the url can take the old entry out; the base copy an entry hid comes back.
+        self._stored: dict[tuple[str, str], tuple[str, str]] = {}
+        self._base: dict[tuple[str, str, str], dict[str, Any]] = {}
         for resource in base if base is not None else _vendored():
             self._put(resource, local=False)
+            if resource.get("url"):
+                self._base[(resource.get("resourceType", ""), resource["url"], resource.get("version") or "")] = resource
         directory = DEFAULT_PROFILES_DIR if profiles_dir is _UNSET else profiles_dir
         if directory is not None:
             for resource in _read_dir(Path(directory)):
@@ -64,9 +70,34 @@ class ConformanceRegistry:
         if resource.get("resourceType") not in _KINDS or not resource.get("url"):
             raise invalid("Only StructureDefinition, ValueSet, CodeSystem, ConceptMap and "
                           "SearchParameter resources with a url can be registered")
+        kind, id_ = resource["resourceType"], resource.get("id")
         with self._lock:
+            if id_:
+                old = self._stored.pop((kind, id_), None)
+                if old is not None and old != (resource["url"], resource.get("version") or ""):
+                    self._drop(kind, *old)
+                self._stored[(kind, id_)] = (resource["url"], resource.get("version") or "")
             self._put(resource, local=True)
-            self._forget(resource["resourceType"])
+            self._forget(kind)
+
+    def remove(self, kind: str, id_: str) -> None:
+        """Forget the resource the server stored as `kind/id_` (it was deleted)."""
+        with self._lock:
+            old = self._stored.pop((kind, id_), None)
+            if old is not None:
+                self._drop(kind, *old)
+                self._forget(kind)
+
+    def _drop(self, kind: str, url: str, version: str) -> None:
+        versions = self._store.get(kind, {}).get(url, {})
+        base = self._base.get((kind, url, version))
+        if base is not None:
+            versions[version] = base
+            return
+        versions.pop(version, None)
+        if not versions:
+            self._store.get(kind, {}).pop(url, None)
+            self._local_urls.discard(url)
 
     def _forget(self, kind: str) -> None:
         """Drop what a new resource of `kind` may change; compiled base definitions stay."""

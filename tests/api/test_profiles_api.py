@@ -157,3 +157,31 @@ async def test_example_pathway_loads_and_validates(client_factory: Any) -> None:
         assert careplan["meta"]["profile"] == [f"{COORD}/StructureDefinition/coord-careplan"]
         r = await client.get("/Patient/patient-durand/CarePlan")
         assert [e["resource"]["id"] for e in r.json()["entry"]] == ["careplan-durand-ppcs"]
+
+
+async def test_deleted_or_moved_value_sets_leave_the_terminology_engine(client: httpx.AsyncClient) -> None:
+    def vs(url: str) -> dict[str, Any]:
+        return {"resourceType": "ValueSet", "id": "gone-soon", "url": url, "status": "active",
+                "compose": {"include": [{"system": "http://example.org/cs", "concept": [{"code": "a"}]}]}}
+
+    first, second = "http://example.org/fhir/ValueSet/first", "http://example.org/fhir/ValueSet/second"
+    assert (await client.put("/ValueSet/gone-soon", json=vs(first))).status_code == 201
+    assert (await client.get("/ValueSet/$expand", params={"url": first})).status_code == 200
+    # a PUT that changes the url: the old url is no longer known
+    assert (await client.put("/ValueSet/gone-soon", json=vs(second))).status_code == 200
+    assert (await client.get("/ValueSet/$expand", params={"url": first})).status_code == 404
+    assert (await client.get("/ValueSet/$expand", params={"url": second})).status_code == 200
+    assert (await client.delete("/ValueSet/gone-soon")).status_code in (200, 204)
+    assert (await client.get("/ValueSet/$expand", params={"url": second})).status_code == 404
+
+
+async def test_deleting_a_copy_of_an_r4_value_set_brings_the_r4_one_back(client: httpx.AsyncClient) -> None:
+    url = "http://hl7.org/fhir/ValueSet/administrative-gender"
+    mine = {"resourceType": "ValueSet", "id": "my-gender", "url": url, "version": "4.0.1", "status": "active",
+            "compose": {"include": [{"system": "http://hl7.org/fhir/administrative-gender",
+                                     "concept": [{"code": "female"}]}]}}
+    assert (await client.put("/ValueSet/my-gender", json=mine)).status_code == 201
+    codes = lambda r: {c["code"] for c in r.json()["expansion"]["contains"]}  # noqa: E731
+    assert codes(await client.get("/ValueSet/$expand", params={"url": url})) == {"female"}
+    assert (await client.delete("/ValueSet/my-gender")).status_code in (200, 204)
+    assert codes(await client.get("/ValueSet/$expand", params={"url": url})) == {"female", "male", "other", "unknown"}
