@@ -58,7 +58,8 @@ class ConformanceRegistry:
         for resource in base if base is not None else _vendored():
             self._put(resource, local=False)
             if resource.get("url"):
-                self._base[(resource.get("resourceType", ""), resource["url"], resource.get("version") or "")] = resource
+                key = (resource.get("resourceType", ""), resource["url"], resource.get("version") or "")
+                self._base[key] = resource
         directory = DEFAULT_PROFILES_DIR if profiles_dir is _UNSET else profiles_dir
         if directory is not None:
             for resource in _read_dir(Path(directory)):
