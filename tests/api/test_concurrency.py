@@ -118,9 +118,9 @@ async def test_sqlite_failed_write_in_a_group_does_not_undo_the_others(tmp_path)
 
 
 async def test_sqlite_writer_that_cannot_start_fails_writes_instead_of_hanging(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from fhir_server.errors import FhirError
-
     from sqlalchemy import create_engine
+
+    from fhir_server.errors import FhirError
 
     (tmp_path / "a-folder.db").mkdir()  # a folder where the database file should be: cannot open
     store = SqliteStorage(f"sqlite:///{tmp_path / 'ok.db'}")
