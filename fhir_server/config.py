@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error")
     pg_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connection pool size")
     sqlite_readers: int = Field(default=4, ge=1, description="SQLite concurrent reader threads")
+    sqlite_mmap_bytes: int = Field(
+        default=1 << 30, ge=0, description="SQLite memory-mapped read window per connection (0: off)"
+    )
     group_commit_max: int = Field(default=256, ge=1, description="Most writes one SQLite commit groups")
     profiles_dir: str = Field(
         default="",

@@ -45,7 +45,10 @@ def open_storage(settings: Settings) -> Storage:
     if backend == "sqlite":
         from fhir_server.storage.sqlite import SqliteStorage
 
-        return SqliteStorage(url, readers=settings.sqlite_readers, group_commit_max=settings.group_commit_max)
+        return SqliteStorage(
+            url, readers=settings.sqlite_readers, group_commit_max=settings.group_commit_max,
+            mmap_bytes=settings.sqlite_mmap_bytes,
+        )
     if backend == "postgresql":
         from fhir_server.storage.postgres import PostgresStorage
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import httpx
+import pytest
 
 from fhir_server.storage.sqlite import SqliteStorage
 from tests.api.test_crud import PATIENT
@@ -140,5 +141,23 @@ async def test_sqlite_writer_that_cannot_start_fails_writes_instead_of_hanging(t
                 raise AssertionError("a write succeeded without a writer")
             except FhirError as exc:
                 assert exc.status == 503
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("mmap_bytes", [0, 1 << 28])
+async def test_sqlite_readers_map_the_database_as_configured(tmp_path, mmap_bytes: int) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from fhir_server.config import Settings
+    from fhir_server.storage import migrate, open_storage
+
+    url = f"sqlite:///{tmp_path / 'mmap.db'}"
+    migrate(url)
+    store = open_storage(Settings(database_url=url, sqlite_mmap_bytes=mmap_bytes))
+    await store.start()
+    try:
+        mapped = await store.run_read(lambda conn: conn.execute(text("PRAGMA mmap_size")).scalar_one())
+        assert mapped == mmap_bytes
     finally:
         await store.close()
