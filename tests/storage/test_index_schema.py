@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect
 
 from fhir_server.storage import index_schema
 from fhir_server.storage.schema import metadata
@@ -23,5 +23,34 @@ def test_migration_creates_the_declared_index_tables_and_indexes(database_url: s
         assert "ix_resource_type_rid" in {ix["name"] for ix in insp.get_indexes("resource")}
         if engine.dialect.name == "sqlite":
             assert "idx_fulltext_fts" in tables
+    finally:
+        engine.dispose()
+
+
+def _date_keys(engine: Engine) -> dict[str, list[str]]:
+    return {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("idx_date")
+            if ix["name"] in ("ix_idx_date_k0", "ix_idx_date_k1")}
+
+
+def test_migration_0004_gives_existing_date_keys_both_bounds(database_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from fhir_server.storage.migrate import _SCRIPTS, upgrade
+
+    engine = create_engine(database_url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(_SCRIPTS))
+        with engine.begin() as connection:  # back to the keys revision 0003 had
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003")
+        assert _date_keys(engine) == {"ix_idx_date_k0": ["res_type", "param", "lo", "rid"],
+                                      "ix_idx_date_k1": ["res_type", "param", "hi", "rid"]}
+        upgrade(engine)
+        assert _date_keys(engine) == {"ix_idx_date_k0": ["res_type", "param", "lo", "hi", "rid"],
+                                      "ix_idx_date_k1": ["res_type", "param", "hi", "lo", "rid"]}
+        upgrade(engine)  # nothing left to do
+        assert len(_date_keys(engine)) == 2
     finally:
         engine.dispose()
