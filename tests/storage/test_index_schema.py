@@ -48,8 +48,8 @@ def test_migration_0004_gives_existing_date_keys_both_bounds(database_url: str) 
         assert _date_keys(engine) == {"ix_idx_date_k0": ["res_type", "param", "lo", "rid"],
                                       "ix_idx_date_k1": ["res_type", "param", "hi", "rid"]}
         upgrade(engine)
-        assert _date_keys(engine) == {"ix_idx_date_k0": ["res_type", "param", "lo", "hi", "rid"],
-                                      "ix_idx_date_k1": ["res_type", "param", "hi", "lo", "rid"]}
+        assert _date_keys(engine) == {"ix_idx_date_k0": ["res_type", "param", "lo", "rid", "hi"],
+                                      "ix_idx_date_k1": ["res_type", "param", "hi", "rid", "lo"]}
         upgrade(engine)  # nothing left to do
         assert len(_date_keys(engine)) == 2
     finally:

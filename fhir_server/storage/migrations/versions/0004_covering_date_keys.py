@@ -1,4 +1,4 @@
-"""Date index keys carry both bounds (`lo, hi` and `hi, lo`), so range terms are answered from the index.
+"""Date index keys carry both bounds (`lo, rid, hi` and `hi, rid, lo`): range terms are answered from the index.
 
 Revision ID: 0004
 Revises: 0003
@@ -7,9 +7,10 @@ https://hl7.org/fhir/R4/search.html#date
 
 A date term compares both ends of the indexed range (`ge` is `hi > low AND (hi > high OR
 ...lo...)`), but each key held one bound: counting or listing a broad range read the table row
-of every match for the other one. Revision 0002 creates the index tables from the objects
-`index_schema` declares today, so a database created after this change already has the new keys:
-an index is rebuilt only when it lacks the other bound.
+of every match for the other one. The other bound comes after rid, so each key keeps listing
+its bound in (value, rid) order, which `_sort` walks. Revision 0002 creates the index tables
+from the objects `index_schema` declares today, so a database created after this change
+already has the new keys: an index is rebuilt only when its columns differ.
 """
 
 from __future__ import annotations
