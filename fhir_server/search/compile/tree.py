@@ -341,34 +341,42 @@ def _chain(node: Chain, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
 
 def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     ref, source = alias(idx_reference, f"h{ctx.depth}"), alias(resource, f"hs{ctx.depth}")
+    # Index rows exist only for current resources, so a filter that reads nothing but the
+    # source's rid is checked on the reference row itself, without visiting the source row.
+    on_ref = _rid_only(node.node, node.source, ctx)
     ctx = replace(ctx, depth=ctx.depth + 1)
-    sources = (
-        select(source.c.rid)
-        .where(live(source, node.source), compile_node(node.node, node.source, source, ctx))
-        .correlate(None)
-    )
-    ids = (
-        select(ref.c.target_id)
-        .where(ref.c.res_type == node.source, ref.c.param == node.code, ref.c.rid.in_(sources))
-        .correlate(None)
-    )
-    if res_type != "*":
-        ids = ids.where(ref.c.target_type == res_type)
     if isinstance(r, Probe):
         # Per row: the sources referencing this resource (found by its id), each tested in
         # turn with per-row probes too; a list of all matching sources would be rebuilt for
         # every row.
-        inner = compile_node(node.node, node.source, Probe(source, r.fence), ctx)
-        probe = (
-            select(ref.c.target_id)
-            .select_from(ref.join(source, source.c.rid == ref.c.rid))
-            .where(ref.c.res_type == node.source, ref.c.param == node.code, ref.c.target_id == r.c.res_id)
-            .where(source.c.deleted == false(), inner)
+        probe = select(ref.c.target_id).where(
+            ref.c.res_type == node.source, ref.c.param == node.code, ref.c.target_id == r.c.res_id
         )
+        if on_ref:
+            probe = probe.where(compile_node(node.node, node.source, Probe(ref, r.fence), ctx))
+        else:
+            inner = compile_node(node.node, node.source, Probe(source, r.fence), ctx)
+            probe = probe.join_from(ref, source, source.c.rid == ref.c.rid).where(source.c.deleted == false(), inner)
         if res_type != "*":
             probe = probe.where(ref.c.target_type == res_type)
         found: ColumnElement[bool] = (probe.offset(0) if r.fence else probe).correlate(r.r).exists()
         return found
+    if on_ref:
+        matched = compile_node(node.node, node.source, ref, ctx)
+    else:
+        sources = (
+            select(source.c.rid)
+            .where(live(source, node.source), compile_node(node.node, node.source, source, ctx))
+            .correlate(None)
+        )
+        matched = ref.c.rid.in_(sources)
+    ids = (
+        select(ref.c.target_id)
+        .where(ref.c.res_type == node.source, ref.c.param == node.code, matched)
+        .correlate(None)
+    )
+    if res_type != "*":
+        ids = ids.where(ref.c.target_type == res_type)
     cond: ColumnElement[bool] = r.c.res_id.in_(ids)
     return cond
 

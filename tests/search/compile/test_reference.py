@@ -60,3 +60,17 @@ def test_contained_references_are_not_indexed(engine: Any, loader: Any, find: An
     loader.load([obs])
     assert find("Observation", "subject:missing=true&_id=contained-ref") == ["contained-ref"]
     assert find("Observation", "subject=inner") == []
+
+
+def test_has_forgets_a_deleted_source(engine: Any, loader: Any, find: Any) -> None:
+    loader.load([{"resourceType": "Patient", "id": "has-del"},
+                  {"resourceType": "Observation", "id": "has-del-o", "status": "final",
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "has-del-1"}]},
+                   "subject": {"reference": "Patient/has-del"}}])
+    assert find("Patient", "_has:Observation:subject:code=has-del-1") == ["has-del"]
+    assert find("Patient", "_id=has-del&_has:Observation:subject:code=has-del-1") == ["has-del"]
+    with engine.begin() as conn:
+        loader.delete(conn, "Observation", "has-del-o")
+    assert find("Patient", "_has:Observation:subject:code=has-del-1") == []
+    assert find("Patient", "_id=has-del&_has:Observation:subject:code=has-del-1") == []
+    assert find("Patient", "_id=has-del&_has:Observation:subject:_lastUpdated=gt2000-01-01") == []
