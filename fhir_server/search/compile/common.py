@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, or_, select, true
+from sqlalchemy import Column, ColumnElement, Table, and_, or_, select, true
+from sqlalchemy.sql import visitors
 
 from fhir_server.errors import invalid, not_supported
 from fhir_server.search.ast import Param, Value
@@ -90,7 +91,9 @@ def _probe(
     if cond is not None:  # the condition was written on the table; move it to the alias
         cond = _retarget(cond, table, t)
     sub = select(t.c.rid).where(t.c.rid == p.r.c.rid, t.c.param == code)
-    if res_type != "*":
+    if res_type != "*" and not _probe_covers(table, cond):
+        # (a rid has one type, so the type only matters for choosing an index: with it the
+        # `(res_type, param, value, rid)` key answers the probe from the index alone)
         sub = sub.where(t.c.res_type == res_type)
     if cond is not None:
         sub = sub.where(cond)
@@ -98,6 +101,26 @@ def _probe(
     # row (which then sorts them all); evaluated per row, the scan stops after one page.
     found: ColumnElement[bool] = (sub.offset(0) if p.fence else sub).exists().correlate(p.r)
     return ~found if negate else found
+
+
+def _probe_covers(table: Table, cond: ColumnElement[bool] | None) -> bool:
+    """Whether the table's `(rid, param, values...)` index holds every column `cond` reads.
+
+    Then the probe leaves the type out, so both databases seek that index by rid alone and
+    never read the table. With the type in, PostgreSQL took the `(res_type, param, lo, rid)`
+    key instead, a range scan per row: 36 ms for `birthdate=ge1950&birthdate=lt2020` on 1,000
+    patients, 2 ms without.
+    """
+    if cond is None:
+        return True
+    held = _rid_index_columns(table)
+    return all(c.name in held for c in visitors.iterate(cond) if isinstance(c, Column))
+
+
+@lru_cache(maxsize=64)
+def _rid_index_columns(table: Table) -> frozenset[str]:
+    rid_index = next((ix for ix in table.indexes if ix.name == f"ix_{table.name}_rid"), None)
+    return frozenset(c.name for c in rid_index.columns) if rid_index is not None else frozenset()
 
 
 def _retarget(cond: ColumnElement[bool], table: Table, alias: Any) -> ColumnElement[bool]:
