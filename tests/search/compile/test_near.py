@@ -115,30 +115,16 @@ def test_malformed_near_is_a_400(places: None, find: Any, value: str) -> None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh_engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """An empty database (no migration run yet) on each backend."""
-    import os
-    import uuid
+    from sqlalchemy import create_engine
 
-    from sqlalchemy import create_engine, text
-
-    pg_url = os.environ.get("FHIR_TEST_PG_URL", "postgresql+psycopg://fhir:fhir@127.0.0.1:5432/fhir")
+    from tests.search.conftest import _pg_engine
 
     if request.param == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
         yield engine
         engine.dispose()
         return
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(pg_url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from _pg_engine()
 
 
 def test_upgrade_to_0003_indexes_existing_resources_for_the_new_parameters(fresh_engine: Any) -> None:
