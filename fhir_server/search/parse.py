@@ -31,6 +31,7 @@ _MODIFIERS = {
     "number": {"missing"},
     "quantity": {"missing"},
     "composite": {"missing"},
+    "near": {"missing"},
     "id": {"not", "missing"},
     "lastUpdated": set(),
     "fulltext": set(),

@@ -32,7 +32,7 @@ from sqlalchemy import ColumnElement, and_, or_, true
 
 from fhir_server.indexing.extract import Node
 from fhir_server.search.ast import Param, Value
-from fhir_server.search.compile.common import Ctx, Row, any_of, bad_value, in_index, unsupported_modifier
+from fhir_server.search.compile.common import Ctx, Row, any_of, bad_value, in_index, missing, unsupported_modifier
 from fhir_server.search.compile.number import as_float
 from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_near
@@ -135,6 +135,8 @@ def near_condition(lat: float, lon: float, distance_m: float) -> ColumnElement[b
 
 
 def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElement[bool]:
+    if p.modifier == "missing":  # Locations with (true) or without (false) a usable position
+        return missing(idx_near, r, impl.res_type, p)
     if p.modifier is not None:
         raise unsupported_modifier(p, impl)
     conds = [near_condition(*parse_near(p, v)) for v in p.values]

@@ -91,6 +91,13 @@ def test_near_holds_when_another_term_drives_the_query(places: None, find: Any) 
     assert find("Location", f"name=east-6km&near={LAT0}|{LON0}|5|km") == []
 
 
+def test_near_missing_finds_locations_with_and_without_a_position(places: None, find: Any) -> None:
+    assert find("Location", "near:missing=true&name=nowhere") == ["nowhere"]
+    assert find("Location", "near:missing=true&name=lyon") == []
+    assert find("Location", "near:missing=false&name=lyon") == ["lyon"]
+    assert find("Location", "near:missing=false&name=nowhere") == []
+
+
 def test_near_pages_through_exact_matches(places: None, find: Any) -> None:
     assert len(find("Location", f"near={LAT0}|{LON0}|10|km&_count=2")) == 2
 
