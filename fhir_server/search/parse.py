@@ -33,7 +33,7 @@ _MODIFIERS = {
     "composite": {"missing"},
     "near": {"missing"},
     "id": {"not", "missing"},
-    "lastUpdated": set(),
+    "lastUpdated": {"missing"},
     "fulltext": set(),
 }
 _SUMMARY = {"true", "false", "text", "data", "count"}

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, not_
 
+from fhir_server.errors import invalid
 from fhir_server.search.ast import Param
 from fhir_server.search.compile.common import Ctx, any_of, unsupported_modifier
 from fhir_server.search.compile.date import parse_value, range_condition
@@ -29,11 +30,21 @@ def id_predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnEle
         case "not":
             return not_(cond)
         case "missing":
-            return any_of([]) if p.values[0].text == "true" else r.c.res_id.is_not(None)
+            return _always_present(p, r.c.res_id)
     raise unsupported_modifier(p, impl)
 
 
+def _always_present(p: Param, col: Any) -> ColumnElement[bool]:
+    """`:missing` on a value every resource has: `true` finds nothing, `false` everything."""
+    flag = p.values[0].text.lower() if len(p.values) == 1 else ""
+    if flag not in ("true", "false"):
+        raise invalid(f"':missing' takes true or false, not {p.values[0].text!r}", expression=p.code)
+    return any_of([]) if flag == "true" else col.is_not(None)
+
+
 def last_updated_predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElement[bool]:
+    if p.modifier == "missing":
+        return _always_present(p, r.c.last_updated)
     if p.modifier is not None:
         raise unsupported_modifier(p, impl)
     col = r.c.last_updated

@@ -13,6 +13,10 @@ CASES = [
     ("Patient", "_id=p1,p3", ["p1", "p3"]),
     ("Patient", "_id=o1", []),
     ("Patient", "_id:not=p1", ["p2", "p3"]),
+    ("Patient", "_id:missing=false", ["p1", "p2", "p3"]),  # every resource has an id and a time
+    ("Patient", "_id:missing=true", []),
+    ("Patient", "_lastUpdated:missing=false&name=d", ["p1"]),
+    ("Patient", "_lastUpdated:missing=true", []),
     ("Patient", "_text=diabete", ["p1"]),  # accents folded: diabète
     ("Patient", "_text=DIABÈTE", ["p1"]),
     ("Patient", "_text=cancer", []),
@@ -56,3 +60,10 @@ def test_deleted_and_updated_resources_leave_the_index_exact(engine: Any, loader
     assert find("Patient", "name=durable") == []
     assert find("Patient", "_id=tmp") == []
     assert find("Patient", "_content=durable") == []
+
+
+@pytest.mark.parametrize("qs", ["_id:missing=maybe", "_lastUpdated:missing=1", "_lastUpdated:exact=2020"])
+def test_bad_missing_or_modifier_on_resource_row_parameters_is_a_400(find: Any, qs: str) -> None:
+    with pytest.raises(FhirError) as err:
+        find("Patient", qs)
+    assert err.value.status == 400
