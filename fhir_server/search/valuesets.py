@@ -11,7 +11,8 @@ search, on every node behind the same database.
 
 A whole-system include (`system` with no concept or filter) is matched as `system|` instead of
 being expanded: that also works for code systems the server does not hold (SNOMED CT, LOINC...).
-Anything else that draws on such a system cannot be expanded, and the search is refused (400)
+When the server holds that code system in full and it is small, its codes are listed as well, so
+elements of type `code` (indexed without a system) match too. Anything else that draws on such a system cannot be expanded, and the search is refused (400)
 rather than matched partially.
 """
 
@@ -332,6 +333,7 @@ class StoredTerminology:
         for inc in compose.get("include") or []:
             if isinstance(inc, dict) and _whole_system(inc):
                 systems.add(inc["system"])
+                pairs |= self._held_codes(inc)
             elif isinstance(inc, dict) and _one_import(inc):
                 imported = self.value_set(inc["valueSet"][0])
                 if imported is None:
@@ -352,6 +354,16 @@ class StoredTerminology:
             pairs -= removed
         return systems, pairs
 
+    def _held_codes(self, inc: dict[str, Any]) -> set[tuple[str | None, str]]:
+        """The codes of a whole-system include whose CodeSystem this server holds in full (and
+        is small): listed too, so elements of type `code`, indexed without a system, match
+        (`gender:in=` R4's administrative-gender ValueSet). Otherwise none: `system|` matches."""
+        canonical = inc["system"] + (f"|{inc['version']}" if inc.get("version") else "")
+        cs = self.code_system(canonical)
+        if cs is None or cs.get("content") != "complete" or _concepts(cs.get("concept") or []) > _HELD_MAX:
+            return set()
+        return set(self._expand({"compose": {"include": [inc]}}))
+
     def _expand(self, vs: dict[str, Any]) -> Pairs:
         """Members through the engine; its refusals (content not held, malformed) stay 400s."""
         vs = {"resourceType": "ValueSet", **vs}
@@ -362,6 +374,13 @@ class StoredTerminology:
                 raise not_supported(str(exc)) from None
             raise
         return [(e.get("system"), e["code"]) for e in expanded["expansion"]["contains"]]
+
+
+_HELD_MAX = 5000  # concepts: above this a whole system stays one `system|` term
+
+
+def _concepts(items: list[Any]) -> int:
+    return sum(1 + _concepts(c.get("concept") or []) for c in items if isinstance(c, dict))
 
 
 def _whole_system(inc: dict[str, Any]) -> bool:

@@ -145,6 +145,10 @@ MATCHES = [
     # a `code` element (no system in the resource) matches its code in the ValueSet's system
     ("status:in=" + VS + "final", ALL),
     ("status:in=" + VS + "amended", []),
+    # a whole R4 code system the server holds in full is listed too, so `code` elements match
+    ("status:in=http://hl7.org/fhir/ValueSet/observation-status", ALL),
+    ("status:in=http://hl7.org/fhir/ValueSet/publication-status", []),
+    ("status:not-in=http://hl7.org/fhir/ValueSet/observation-status", []),
     # :not-in with a filter: everything outside the expansion
     ("code:not-in=" + VS + "isa", ["o-activity", "o-admin", "o-bp", "o-brother", "o-diabetes", "o-physio",
                                     "o-speech"]),
