@@ -12,8 +12,9 @@ search, on every node behind the same database.
 A whole-system include (`system` with no concept or filter) is matched as `system|` instead of
 being expanded: that also works for code systems the server does not hold (SNOMED CT, LOINC...).
 When the server holds that code system in full and it is small, its codes are listed as well, so
-elements of type `code` (indexed without a system) match too. Anything else that draws on such a system cannot be expanded, and the search is refused (400)
-rather than matched partially.
+elements of type `code` (indexed without a system) match too. Anything else that draws on a
+system the server does not hold cannot be expanded, and the search is refused (400) rather than
+matched partially.
 """
 
 from __future__ import annotations
