@@ -32,7 +32,7 @@ from fhir_server.errors import FhirError
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.interactions.load import load_resources
 from fhir_server.operations.reindex import resume_jobs, start_pending, stop_jobs
-from fhir_server.search import capability_search_params
+from fhir_server.search import capability_search_params, ucum
 from fhir_server.search.registry import registry as search_registry
 from fhir_server.search.reindex import load_custom_parameters
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             store = open_storage(settings)
         await store.start()
         app.state.storage = store
+        ucum.warm_up()
         await store.run_read(load_custom_parameters)
         if settings.load_profiles:
             await _load_conformance(store, profiles, app.state.context_factory(None))

@@ -125,8 +125,11 @@ idx_quantity = _table(
     Column("value", Float, nullable=False),
     Column("system", Key, nullable=True),
     Column("code", Key, nullable=True),  # Quantity.code, else Quantity.unit
+    # UCUM quantities also in base units (`search/ucum.py`): the value and its dimension
+    Column("c_value", Float, nullable=True),
+    Column("c_unit", String(128), nullable=True),
     probe=("value",),
-    keys=[("res_type", "param", "value")],
+    keys=[("res_type", "param", "value"), ("res_type", "param", "c_unit", "c_value")],
 )
 
 idx_reference = _table(

@@ -54,3 +54,40 @@ def test_migration_0004_gives_existing_date_keys_both_bounds(database_url: str) 
         assert len(_date_keys(engine)) == 2
     finally:
         engine.dispose()
+
+
+def test_migration_0005_fills_base_units_for_quantities_already_indexed(database_url: str) -> None:
+    from decimal import Decimal
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert, select
+
+    from fhir_server.fhir.json import dumps
+    from fhir_server.indexing import write_index
+    from fhir_server.storage.index_schema import idx_quantity
+    from fhir_server.storage.migrate import _SCRIPTS, upgrade
+    from fhir_server.storage.schema import resource
+
+    obs = {"resourceType": "Observation", "id": "mig-ucum", "status": "final", "code": {"text": "glucose"},
+           "valueQuantity": {"value": Decimal("540"), "system": "http://unitsofmeasure.org", "code": "mg/dL"}}
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            rid = conn.execute(insert(resource).values(res_type="Observation", res_id="mig-ucum", version=1,
+                                                       last_updated=1, deleted=False, body=dumps(obs))
+                               .returning(resource.c.rid)).scalar_one()
+            write_index(conn, rid, "Observation", obs)
+        config = Config()
+        config.set_main_option("script_location", str(_SCRIPTS))
+        with engine.begin() as connection:  # the columns as they were before: absent
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0004")
+        assert "c_value" not in {c["name"] for c in inspect(engine).get_columns("idx_quantity")}
+        upgrade(engine)
+        with engine.connect() as conn:
+            row = conn.execute(select(idx_quantity.c.c_value, idx_quantity.c.c_unit)
+                               .where(idx_quantity.c.rid == rid, idx_quantity.c.param == "value-quantity")).one()
+        assert abs(row.c_value - 5.4) < 1e-9 and row.c_unit == "kilogram / meter ** 3"
+    finally:
+        engine.dispose()

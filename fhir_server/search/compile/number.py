@@ -8,6 +8,7 @@ in that range, the comparison prefixes compare with the value itself, `ap` allow
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -56,27 +57,38 @@ def parse_number(p: Param, v: Value, text: str | None = None) -> Decimal:
     return d
 
 
-def number_condition(prefix: str, d: Decimal, col: ColumnElement[Any]) -> ColumnElement[bool]:
+def number_condition(
+    prefix: str, d: Decimal, col: ColumnElement[Any], scale: Callable[[float], float] | None = None
+) -> ColumnElement[bool]:
+    """`col` against `d` under `prefix`; with `scale`, `col` holds values mapped by it (UCUM
+    base units), the bounds are mapped the same way and compared with a relative tolerance of
+    1e-9, since both sides went through floating-point conversions."""
     exp = d.as_tuple().exponent
     half = Decimal(5).scaleb(int(exp) - 1) if isinstance(exp, int) else Decimal(0)
-    lo, hi, x = float(d - half), float(d + half), float(d)
-    eq = and_(col >= lo, col < hi)
+    x = float(d)
+    lo, hi, margin = float(d - half), float(d + half), abs(x) * 0.1
+    tol = 0.0
+    if scale is not None:
+        lo, hi, x, below, above = scale(lo), scale(hi), scale(x), scale(x - margin), scale(x + margin)
+        tol = 1e-9 * max(abs(lo), abs(hi))
+    else:
+        below, above = x - margin, x + margin
+    eq = and_(col >= lo - tol, col < hi - tol)
     match prefix:
         case "eq":
             return eq
         case "ne":
             return not_(eq)
         case "gt" | "sa":
-            return col > x
+            return col > x + tol
         case "lt" | "eb":
-            return col < x
+            return col < x - tol
         case "ge":
-            return col >= x
+            return col >= x - tol
         case "le":
-            return col <= x
+            return col <= x + tol
         case "ap":
-            margin = abs(x) * 0.1
-            return and_(col >= x - margin, col <= x + margin)
+            return and_(col >= below - tol, col <= above + tol)
     raise AssertionError(prefix)
 
 

@@ -2,8 +2,11 @@
 
 https://hl7.org/fhir/R4/search.html#quantity
 
-The unit matches `Quantity.code` (or `unit` when there is no code); UCUM conversion between
-units (mg vs g) is not done: values are compared in the unit they were written with.
+The unit matches `Quantity.code` (or `unit` when there is no code). A search in UCUM units
+(`5.4|http://unitsofmeasure.org|g/L`) is compared in base units: it finds 540 mg/dL too, as R4
+allows ("the server may canonicalise"), through the `c_value`/`c_unit` columns filled at
+indexing for every UCUM quantity whose code has a canonical form (`search/ucum.py`). Other
+searches compare values in the unit they were written with.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fhir_server.search.ast import Param, Value
 from fhir_server.search.compile.common import Ctx, Row, any_of, bad_value, in_index, missing, unsupported_modifier
 from fhir_server.search.compile.number import as_float, number_condition, parse_number
 from fhir_server.search.registry import SearchParamImpl
+from fhir_server.search.ucum import UCUM, canonical
 from fhir_server.storage.index_schema import idx_quantity
 
 __all__ = ["index_rows", "predicate", "quantity_condition", "quantity_of"]
@@ -39,15 +43,24 @@ def index_rows(nodes: list[Node], impl: SearchParamImpl) -> list[Row]:
     for value, _hint in nodes:
         q = quantity_of(value)
         if q is not None:
+            found = canonical(q["code"]) if q["system"] == UCUM and q["code"] else None
+            if found is not None:
+                q |= {"c_value": found.of(q["value"]), "c_unit": found.dimension}
             rows.append(("quantity", q))
     return rows
 
 
-def quantity_condition(p: Param, v: Value, num: Any, system: Any, code: Any) -> ColumnElement[bool]:
+def quantity_condition(
+    p: Param, v: Value, num: Any, system: Any, code: Any, base: tuple[Any, Any] | None = None
+) -> ColumnElement[bool]:
+    """With `base` (the `c_value`, `c_unit` columns), a UCUM unit with a canonical form is
+    compared in base units."""
     parts = v.text.split("|")
     if len(parts) not in (1, 3):
         raise bad_value(p, v, "expected number or number|system|code")
     d = parse_number(p, v, parts[0])
+    if base is not None and len(parts) == 3 and parts[1] == UCUM and (found := canonical(parts[2])):
+        return and_(base[1] == found.dimension, number_condition(v.prefix or "eq", d, base[0], found.of))
     conds = [number_condition(v.prefix or "eq", d, num)]
     if len(parts) == 3:
         if parts[1]:
@@ -63,5 +76,5 @@ def predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElemen
         return missing(t, r, rt, p)
     if p.modifier is not None:
         raise unsupported_modifier(p, impl)
-    conds = [quantity_condition(p, v, t.c.value, t.c.system, t.c.code) for v in p.values]
+    conds = [quantity_condition(p, v, t.c.value, t.c.system, t.c.code, (t.c.c_value, t.c.c_unit)) for v in p.values]
     return in_index(t, r, rt, p.code, any_of(conds))
