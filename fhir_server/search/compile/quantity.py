@@ -11,6 +11,7 @@ searches compare values in the unit they were written with.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_
@@ -44,8 +45,8 @@ def index_rows(nodes: list[Node], impl: SearchParamImpl) -> list[Row]:
         q = quantity_of(value)
         if q is not None:
             found = canonical(q["code"]) if q["system"] == UCUM and q["code"] else None
-            if found is not None:
-                q |= {"c_value": found.of(q["value"]), "c_unit": found.dimension}
+            if found is not None and math.isfinite(c := found.of(q["value"])):
+                q |= {"c_value": c, "c_unit": found.dimension}
             rows.append(("quantity", q))
     return rows
 

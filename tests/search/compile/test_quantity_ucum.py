@@ -78,3 +78,12 @@ def test_units_without_a_canonical_form() -> None:
     assert canonical("mg/dL") is not None and canonical("mg/dL").dimension == canonical("g/L").dimension  # type: ignore[union-attr]
     for code in ("[iU]/L", "[pH]", "dB", "%[slope]", "not a unit", "{score}", ""):
         assert canonical(code) is None, code
+
+
+def test_a_value_that_overflows_in_base_units_keeps_only_its_own_unit() -> None:
+    from fhir_server.search.compile.quantity import index_rows
+
+    (_kind, row), = index_rows([({"value": 1e300, "system": UCUM, "code": "10*12/L"}, None)], None)  # type: ignore[arg-type]
+    assert "c_value" not in row and row["code"] == "10*12/L"
+    (_kind, row), = index_rows([({"value": 5, "system": UCUM, "code": "g/L"}, None)], None)  # type: ignore[arg-type]
+    assert abs(row["c_value"] - 5) < 1e-9
