@@ -38,6 +38,7 @@ _MODIFIERS = {
 }
 _SUMMARY = {"true", "false", "text", "data", "count"}
 _TOTAL = {"none", "estimate", "accurate"}
+_TOTAL_METHOD = {"count": "accurate", "estimate": "estimate", "ignore": "none"}
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _RESOURCE_LEVEL = ("http://hl7.org/fhir/SearchParameter/Resource-", "http://hl7.org/fhir/SearchParameter/DomainResource-")
 
@@ -226,6 +227,9 @@ def _control(
             fields["elements"] = tuple(e.strip() for e in raw.split(",") if e.strip())
         case "_total":
             fields["total"] = _choice("_total", raw, _TOTAL)
+        case "_totalMethod":
+            # Aidbox's spelling, which fhirpy's `count()` sends: count|estimate|ignore
+            fields.setdefault("total", _TOTAL_METHOD[_choice("_totalMethod", raw, set(_TOTAL_METHOD))])
         case "_cursor":
             fields["cursor"] = raw
         case "_explain":

@@ -58,9 +58,21 @@ def test_controls_are_parsed_into_the_query() -> None:
         "_include=Observation:subject:Patient", "_revinclude:iterate=Provenance:target"]
 
 
+@pytest.mark.parametrize(("params", "total"), [
+    ([("_totalMethod", "count")], "accurate"),  # what fhirpy's count() sends (Aidbox's spelling)
+    ([("_totalMethod", "estimate")], "estimate"),
+    ([("_totalMethod", "ignore")], "none"),
+    ([("_total", "none"), ("_totalMethod", "count")], "none"),  # the FHIR spelling wins
+    ([("_totalMethod", "count"), ("_total", "none")], "none"),
+])
+def test_total_method_is_read_as_total(params: list[tuple[str, str]], total: str) -> None:
+    assert parse_query(registry(), ("Patient",), params).total == total
+
+
 @pytest.mark.parametrize(
     "params",
     [
+        [("_totalMethod", "exact")],
         [("nonsense", "1")],
         [("name:fuzzy", "x")],
         [("_sort", "nonsense")],
