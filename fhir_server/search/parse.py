@@ -84,6 +84,10 @@ def _param(reg: Registry, res_type: str, name: str, raw: str) -> Node:
     """One `name=value` on `res_type`, where `name` may carry a modifier or a chain."""
     if name.startswith("_has:"):
         return _has(reg, res_type, name, raw)
+    if name == "_list":  # the resources a List names in its entries: `_has:List:item:_id`
+        if any(v.startswith("$") for v in split_values(raw)):
+            raise _Ignored(f"Functional list '{raw}' is not supported: name a List by its id")
+        return Has("List", "item", _param(reg, "List", "_id", raw))
     head, dot, rest = name.partition(".")
     code, _, modifier = head.partition(":")
     impl = _impl(reg, res_type, code)

@@ -30,7 +30,7 @@ ANY_TYPE = "*"
 # Parameters the parser treats itself: never looked up as search parameters.
 CONTROL = frozenset(
     {"_sort", "_count", "_include", "_revinclude", "_summary", "_elements", "_total", "_totalMethod", "_contained",
-     "_containedType", "_format", "_pretty", "_cursor", "_explain", "_type", "_has", "_query", "_list"}
+     "_containedType", "_format", "_pretty", "_cursor", "_explain", "_type", "_has", "_query"}
 )
 _STRATEGY = {
     "token": "token", "string": "string", "date": "date", "number": "number", "quantity": "quantity",

@@ -14,7 +14,20 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BinaryExpression, Column, ColumnElement, Select, Table, and_, false, not_, or_, select, union
+from sqlalchemy import (
+    BinaryExpression,
+    Column,
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    false,
+    not_,
+    or_,
+    select,
+    tuple_,
+    union,
+)
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BindParameter, BooleanClauseList
 from sqlalchemy.sql.selectable import ScalarSelect
@@ -357,8 +370,8 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
         else:
             inner = compile_node(node.node, node.source, Probe(source, r.fence), ctx)
             probe = probe.join_from(ref, source, source.c.rid == ref.c.rid).where(source.c.deleted == false(), inner)
-        if res_type != "*":
-            probe = probe.where(ref.c.target_type == res_type)
+        # the target's type too: ids are unique per type only (a system search has no one type)
+        probe = probe.where(ref.c.target_type == (res_type if res_type != "*" else r.c.res_type))
         found: ColumnElement[bool] = (probe.offset(0) if r.fence else probe).correlate(r.r).exists()
         return found
     if on_ref:
@@ -370,13 +383,11 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
             .correlate(None)
         )
         matched = ref.c.rid.in_(sources)
-    ids = (
-        select(ref.c.target_id)
-        .where(ref.c.res_type == node.source, ref.c.param == node.code, matched)
-        .correlate(None)
-    )
-    if res_type != "*":
-        ids = ids.where(ref.c.target_type == res_type)
+    where = (ref.c.res_type == node.source, ref.c.param == node.code, matched)
+    if res_type == "*":  # ids are unique per type only: match the pair
+        pairs = select(ref.c.target_type, ref.c.target_id).where(*where).correlate(None)
+        return tuple_(r.c.res_type, r.c.res_id).in_(pairs)
+    ids = select(ref.c.target_id).where(*where, ref.c.target_type == res_type).correlate(None)
     cond: ColumnElement[bool] = r.c.res_id.in_(ids)
     return cond
 

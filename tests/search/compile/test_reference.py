@@ -74,3 +74,48 @@ def test_has_forgets_a_deleted_source(engine: Any, loader: Any, find: Any) -> No
     assert find("Patient", "_has:Observation:subject:code=has-del-1") == []
     assert find("Patient", "_id=has-del&_has:Observation:subject:code=has-del-1") == []
     assert find("Patient", "_id=has-del&_has:Observation:subject:_lastUpdated=gt2000-01-01") == []
+
+
+@pytest.fixture(scope="module")
+def listed(loader: Any, loaded: Any) -> None:
+    loader.load([
+        {"resourceType": "Patient", "id": "same-id"},
+        {"resourceType": "Practitioner", "id": "same-id"},
+        {"resourceType": "Patient", "id": "unlisted"},
+        {"resourceType": "List", "id": "watch", "status": "current", "mode": "working",
+         "entry": [{"item": {"reference": "Patient/same-id"}}, {"item": {"reference": "Practitioner/dr1"}}]},
+        {"resourceType": "List", "id": "empty", "status": "current", "mode": "working"},
+    ])
+
+
+@pytest.mark.parametrize(("res_type", "qs", "expected"), [
+    ("Patient", "_list=watch", ["same-id"]),
+    ("Patient", "_list=empty", []),
+    ("Patient", "_list=watch,empty&_id=unlisted", []),
+    ("Practitioner", "_list=watch", ["dr1"]),
+    # a system search matches the listed type and id together: Practitioner/same-id is not listed
+    (None, "_list=watch", ["dr1", "same-id"]),
+    ("Patient,Practitioner", "_list=watch&_id=same-id", ["same-id"]),
+    (None, "_has:List:item:_id=watch&_id=same-id", ["same-id"]),
+])
+def test_list_finds_the_resources_a_list_names(listed: None, find: Any, res_type: str | None, qs: str,
+                                                expected: list[str]) -> None:
+    assert find(res_type, qs) == expected
+
+
+def test_system_search_with_list_keeps_types_apart(listed: None, engine: Any) -> None:
+    from urllib.parse import parse_qsl
+
+    from fhir_server.search import search
+    from fhir_server.search.parse import parse_query
+    from fhir_server.search.registry import registry
+
+    with engine.connect() as conn:
+        result, _ = search(conn, parse_query(registry(), (), parse_qsl("_list=watch&_id=same-id")))
+    assert [(m.type, m.id) for m in result.matches] == [("Patient", "same-id")]
+
+
+def test_functional_lists_are_refused(find: Any) -> None:
+    with pytest.raises(FhirError) as err:
+        find("Patient", "_list=$current-problems")
+    assert err.value.status == 400
