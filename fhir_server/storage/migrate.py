@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-__all__ = ["upgrade"]
+__all__ = ["downgrade", "upgrade"]
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database behind `engine` to `revision` (idempotent)."""
+    _run(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database behind `engine` back to `revision` (tests of migrations use it)."""
+    _run(engine, command.downgrade, revision)
+
+
+def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)

@@ -33,18 +33,11 @@ def _date_keys(engine: Engine) -> dict[str, list[str]]:
 
 
 def test_migration_0004_gives_existing_date_keys_both_bounds(database_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from fhir_server.storage.migrate import _SCRIPTS, upgrade
+    from fhir_server.storage.migrate import downgrade, upgrade
 
     engine = create_engine(database_url)
     try:
-        config = Config()
-        config.set_main_option("script_location", str(_SCRIPTS))
-        with engine.begin() as connection:  # back to the keys revision 0003 had
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0003")
+        downgrade(engine, "0003")  # back to the keys revision 0003 had
         assert _date_keys(engine) == {"ix_idx_date_k0": ["res_type", "param", "lo", "rid"],
                                       "ix_idx_date_k1": ["res_type", "param", "hi", "rid"]}
         upgrade(engine)
@@ -59,14 +52,12 @@ def test_migration_0004_gives_existing_date_keys_both_bounds(database_url: str) 
 def test_migration_0005_fills_base_units_for_quantities_already_indexed(database_url: str) -> None:
     from decimal import Decimal
 
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import insert, select
 
     from fhir_server.fhir.json import dumps
     from fhir_server.indexing import write_index
     from fhir_server.storage.index_schema import idx_quantity
-    from fhir_server.storage.migrate import _SCRIPTS, upgrade
+    from fhir_server.storage.migrate import downgrade, upgrade
     from fhir_server.storage.schema import resource
 
     obs = {"resourceType": "Observation", "id": "mig-ucum", "status": "final", "code": {"text": "glucose"},
@@ -78,11 +69,7 @@ def test_migration_0005_fills_base_units_for_quantities_already_indexed(database
                                                        last_updated=1, deleted=False, body=dumps(obs))
                                .returning(resource.c.rid)).scalar_one()
             write_index(conn, rid, "Observation", obs)
-        config = Config()
-        config.set_main_option("script_location", str(_SCRIPTS))
-        with engine.begin() as connection:  # the columns as they were before: absent
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0004")
+        downgrade(engine, "0004")  # the columns as they were before: absent
         assert "c_value" not in {c["name"] for c in inspect(engine).get_columns("idx_quantity")}
         upgrade(engine)
         with engine.connect() as conn:

@@ -22,7 +22,10 @@ from fhir_server.errors import invalid, not_supported
 from fhir_server.search.ast import Param, Value
 from fhir_server.search.registry import Registry, SearchParamImpl
 
-__all__ = ["Ctx", "Probe", "alias", "any_of", "bad_value", "in_index", "starts_with", "unsupported_modifier"]
+__all__ = [
+    "Ctx", "Probe", "alias", "any_of", "bad_value", "in_index", "missing", "missing_flag", "starts_with",
+    "unsupported_modifier",
+]
 
 Row = tuple[str, dict[str, Any]]  # (index kind, column values) produced by index_rows
 # Bytes after every other UTF-8 sequence: `x >= p AND x < p + TOP` is "x starts with p".
@@ -129,12 +132,17 @@ def _retarget(cond: ColumnElement[bool], table: Table, alias: Any) -> ColumnElem
     return ClauseAdapter(alias).traverse(cond)
 
 
-def missing(table: Table, r: Any, res_type: str, p: Param) -> ColumnElement[bool]:
-    """`:missing=true` -> no index row for the parameter; `false` -> at least one."""
+def missing_flag(p: Param) -> bool:
+    """The value of `:missing`: true or false, anything else is a 400."""
     flag = p.values[0].text.lower() if len(p.values) == 1 else ""
     if flag not in ("true", "false"):
         raise invalid(f"':missing' takes true or false, not {p.values[0].text!r}", expression=p.code)
-    return in_index(table, r, res_type, p.code, None, negate=flag == "true")
+    return flag == "true"
+
+
+def missing(table: Table, r: Any, res_type: str, p: Param) -> ColumnElement[bool]:
+    """`:missing=true` -> no index row for the parameter; `false` -> at least one."""
+    return in_index(table, r, res_type, p.code, None, negate=missing_flag(p))
 
 
 def starts_with(col: Any, prefix: str) -> ColumnElement[bool]:

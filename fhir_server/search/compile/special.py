@@ -12,9 +12,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, not_
 
-from fhir_server.errors import invalid
 from fhir_server.search.ast import Param
-from fhir_server.search.compile.common import Ctx, any_of, unsupported_modifier
+from fhir_server.search.compile.common import Ctx, any_of, missing_flag, unsupported_modifier
 from fhir_server.search.compile.date import parse_value, range_condition
 from fhir_server.search.registry import SearchParamImpl
 
@@ -36,10 +35,7 @@ def id_predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnEle
 
 def _always_present(p: Param, col: Any) -> ColumnElement[bool]:
     """`:missing` on a value every resource has: `true` finds nothing, `false` everything."""
-    flag = p.values[0].text.lower() if len(p.values) == 1 else ""
-    if flag not in ("true", "false"):
-        raise invalid(f"':missing' takes true or false, not {p.values[0].text!r}", expression=p.code)
-    return any_of([]) if flag == "true" else col.is_not(None)
+    return any_of([]) if missing_flag(p) else col.is_not(None)
 
 
 def last_updated_predicate(p: Param, impl: SearchParamImpl, r: Any, ctx: Ctx) -> ColumnElement[bool]:
