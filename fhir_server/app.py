@@ -26,7 +26,7 @@ from fhir_server.api.openapi import openapi_document
 from fhir_server.api.operation_routes import OPERATION_DEFINITIONS
 from fhir_server.api.routes import ROUTES
 from fhir_server.config import Settings, get_settings
-from fhir_server.context import RequestContext
+from fhir_server.context import EVERYTHING, RequestContext
 from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError
 from fhir_server.fhir.json import dumps, loads
@@ -47,14 +47,22 @@ log = logging.getLogger("fhir_server")
 _CONFORMANCE_TYPES = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "SearchParameter")
 
 
+def _conformance_hook(profiles: ProfileService) -> Any:
+    """After commit: stored or deleted conformance resources change what validation knows."""
+
+    def register(_ctx: Any, written: list[StoredResource]) -> None:
+        for stored in written:
+            if stored.type in _CONFORMANCE_TYPES and stored.deleted:
+                profiles.registry.remove(stored.type, stored.id)
+            elif stored.type in _CONFORMANCE_TYPES and stored.body is not None:
+                resource = loads(stored.body)
+                if resource.get("url"):
+                    profiles.registry.add(resource)
+
+    return register
+
+
 def _context_factory(settings: Settings, profiles: ProfileService) -> Any:
-    def register(stored: StoredResource) -> None:
-        if stored.type in _CONFORMANCE_TYPES and stored.deleted:
-            profiles.registry.remove(stored.type, stored.id)
-        elif stored.type in _CONFORMANCE_TYPES and stored.body is not None:
-            resource = loads(stored.body)
-            if resource.get("url"):
-                profiles.registry.add(resource)
 
     def make(request: Request | None) -> RequestContext:
         if request is None:
@@ -66,9 +74,9 @@ def _context_factory(settings: Settings, profiles: ProfileService) -> Any:
         return RequestContext(
             settings=settings,
             base_url=base,
+            access=EVERYTHING,
             request_id=request_id,
             validate_profiles=profiles.validate_for_write,
-            after_write=register,
         )
 
     return make
@@ -95,6 +103,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             migrate(settings.database_url)
             store = open_storage(settings)
         await store.start()
+        hook = _conformance_hook(profiles)
+        store.hooks.after_commit.append(hook)
         app.state.storage = store
         ucum.warm_up()
         await store.run_read(load_custom_parameters)
@@ -105,6 +115,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         try:
             yield
         finally:
+            store.hooks.after_commit.remove(hook)
             await stop_jobs(store)
             if storage is None:
                 await store.close()

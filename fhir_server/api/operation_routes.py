@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.http import fhir_response, query_params, read_body, response_type, storage
+from fhir_server.api.http import context, fhir_response, query_params, read_body, response_type, storage
 from fhir_server.errors import not_found
 from fhir_server.fhir.json import dumps
 from fhir_server.interactions.common import check_type
@@ -48,9 +48,9 @@ async def _run(request: Request, type_: str, id_: str | None, op: str) -> Respon
     profiles: ProfileService = request.app.state.profiles
     result: Any
     if op == "validate":
-        result = await validate_operation(profiles, storage(request), type_, id_, inputs)
+        result = await validate_operation(profiles, context(request), storage(request), type_, id_, inputs)
     elif (type_, op) in OPERATIONS:
-        result = await OPERATIONS[(type_, op)](profiles.registry, storage(request), id_, inputs)
+        result = await OPERATIONS[(type_, op)](profiles.registry, context(request), storage(request), id_, inputs)
     else:
         raise not_found(f"Operation ${op} is not defined on {type_}")
     return fhir_response(request, dumps(result), 200, None, media)

@@ -64,7 +64,7 @@ def _query_string(request: Request) -> str:
 # -- reads ---------------------------------------------------------------------------------
 async def read_route(request: Request, type: str, id: str) -> Response:
     media = response_type(request)
-    found = await read.read(storage(request), type, id)
+    found = await read.read(context(request), storage(request), type, id)
     headers = version_headers(found.version, found.last_updated)
     if _not_modified(request, found.version, found.last_updated):
         return Response(status_code=304, headers=headers)
@@ -73,7 +73,7 @@ async def read_route(request: Request, type: str, id: str) -> Response:
 
 async def vread_route(request: Request, type: str, id: str, vid: str) -> Response:
     media = response_type(request)
-    found = await read.vread(storage(request), type, id, vid)
+    found = await read.vread(context(request), storage(request), type, id, vid)
     headers = version_headers(found.version, found.last_updated)
     return _resource_response(request, found.body, headers, media)
 

@@ -19,13 +19,13 @@ async def read_entry(ctx: RequestContext, store: Storage, e: BundleEntry) -> tup
     """(status, body) of a GET entry; FhirError as for the same plain HTTP request."""
     params = parse_qsl(e.query or "", keep_blank_values=True)
     if e.id_ is not None and e.vid is not None:
-        version = await read.vread(store, e.type_, e.id_, e.vid)
+        version = await read.vread(ctx, store, e.type_, e.id_, e.vid)
         assert version.body is not None
         return "200 OK", version.body
     if e.operation == "_history":
         return "200 OK", await history.history(ctx, store, e.type_, e.id_, params)
     if e.id_ is not None:
-        found = await read.read(store, e.type_, e.id_)
+        found = await read.read(ctx, store, e.type_, e.id_)
         assert found.body is not None
         return "200 OK", found.body
     return "200 OK", await search.search_type(ctx, store, e.type_, params)

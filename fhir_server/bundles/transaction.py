@@ -71,10 +71,7 @@ async def _transaction(ctx: RequestContext, store: Storage, entries: list[Bundle
             results[e.index] = _guarded(e, lambda e=e: _written(_patch(ctx, tx, e)))
         return dict(results)
 
-    done = await store.write(run)
-    for result in done.values():
-        if result.stored is not None:
-            ctx.after_write(result.stored)
+    done = await store.write(run, ctx)
     for e in by_method["GET"]:
         done[e.index] = await _read(ctx, store, e)
     return [done[e.index] for e in entries]

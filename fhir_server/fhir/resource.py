@@ -6,11 +6,11 @@ https://hl7.org/fhir/R4/resource.html
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from fhir_server import clock
 from fhir_server.fhir.json import dumps
 
 __all__ = [
@@ -34,7 +34,7 @@ def valid_id(value: str) -> bool:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return clock.new_id()
 
 
 def instant(micros: int) -> str:

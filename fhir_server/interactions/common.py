@@ -13,7 +13,9 @@ from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError, invalid, not_found, processing
 from fhir_server.fhir.resource import stamp
 from fhir_server.indexing import write_index
+from fhir_server.search.access import EVERYTHING
 from fhir_server.search.reindex import indexable, register_search_parameter
+from fhir_server.search.writes import check_write
 from fhir_server.storage import StoredResource, WriteTx
 from fhir_server.storage.backend import now_micros
 from fhir_server.validation.structure import validate_structure
@@ -68,14 +70,25 @@ def store_version(
     resource: dict[str, Any] | None,
     method: str,
 ) -> StoredResource:
-    """Write the next version of `type_/id_` (None = a deletion) and its index rows."""
+    """Write the next version of `type_/id_` (None = a deletion) and its index rows.
+
+    The one function every stored version passes through, whichever interaction writes it:
+    it checks the writer's access (`search.writes.check_write`), stores the version, indexes
+    it and records it on the transaction (`WriteTx.record`, which runs the write hooks).
+    """
     version = previous.version + 1 if previous else 1
     last_updated = now_micros()
     if previous and last_updated <= previous.last_updated:
         last_updated = previous.last_updated + 1  # versions of one resource keep strict time order
     stored, body = stamp(resource, id_, version, last_updated) if resource is not None else (None, None)
+    access = tx.ctx.access if tx.ctx is not None else EVERYTHING
+    if tx.ctx is not None:
+        fresh = previous is None or previous.deleted
+        tx.ctx.require(type_, "d" if resource is None else ("c" if fresh else "u"))
+    if not access.unrestricted:
+        check_write(tx, access, previous, type_, id_, stored)
     rid = tx.put(previous, type_, id_, version, last_updated, method, body)
     write_index(tx.conn, rid, type_, stored)
     if type_ == "SearchParameter" and stored is not None and indexable(stored):
         register_search_parameter(tx.conn, stored)
-    return StoredResource(rid, type_, id_, version, last_updated, body is None, body)
+    return tx.record(StoredResource(rid, type_, id_, version, last_updated, body is None, body))

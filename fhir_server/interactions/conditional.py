@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import invalid
-from fhir_server.search import find_ids
+from fhir_server.search import EVERYTHING, find_ids
 from fhir_server.storage import WriteTx
 
 __all__ = ["criteria", "resolve"]
@@ -30,6 +30,9 @@ def criteria(query: str) -> list[tuple[str, str]]:
 
 
 def resolve(tx: WriteTx, type_: str, params: list[tuple[str, str]], limit: int) -> list[tuple[int, str]]:
-    """Matches of the criteria, locked against concurrent writers deciding on the same criteria."""
+    """Matches of the criteria the writer may see (a hidden resource is never matched, so a
+    conditional write cannot probe for it), locked against concurrent writers deciding on the
+    same criteria."""
     tx.lock(type_ + "?" + "&".join(f"{k}={v}" for k, v in sorted(params)))
-    return find_ids(tx.conn, type_, params, limit)
+    access = tx.ctx.access if tx.ctx is not None else EVERYTHING
+    return find_ids(tx.conn, type_, params, limit, access)

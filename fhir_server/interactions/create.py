@@ -40,6 +40,5 @@ async def create(
                 return WriteResult(existing, created=False, existing=True)
         return WriteResult(store_version(tx, None, type_, new_id(), resource, "POST"), created=True)
 
-    result = await store.write(run)
-    ctx.after_write(result.stored)
+    result = await store.write(run, ctx)
     return result

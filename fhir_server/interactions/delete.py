@@ -51,10 +51,7 @@ async def delete(
     if not valid_id(id_):
         raise invalid(f"'{id_}' is not a valid resource id")
 
-    stored = await store.write(lambda tx: delete_in(tx, type_, id_, if_match))
-    if stored is not None:
-        ctx.after_write(stored)
-    return stored
+    return await store.write(lambda tx: delete_in(tx, type_, id_, if_match), ctx)
 
 
 async def conditional_delete(
@@ -63,7 +60,4 @@ async def conditional_delete(
     """DELETE [type]?[criteria]: one match, or several when the server is configured for it."""
     check_type(type_)
     params = criteria(query)
-    deleted = await store.write(lambda tx: conditional_delete_in(tx, ctx.settings, type_, params, query))
-    for stored in deleted:
-        ctx.after_write(stored)
-    return deleted
+    return await store.write(lambda tx: conditional_delete_in(tx, ctx.settings, type_, params, query), ctx)

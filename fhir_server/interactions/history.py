@@ -15,6 +15,8 @@ from fhir_server.errors import invalid, not_found
 from fhir_server.fhir.bundles import bundle_bytes, entry_bytes
 from fhir_server.fhir.resource import instant, parse_instant, valid_id
 from fhir_server.interactions.common import check_type
+from fhir_server.search.access import Access
+from fhir_server.search.reads import history_filter, read_visible
 from fhir_server.storage import HistoryEntry, Storage
 
 __all__ = ["history"]
@@ -35,8 +37,12 @@ async def history(
     since, at, cursor, count = _parse(ctx, params)
     if id_ is not None and not valid_id(id_):
         raise not_found(f"{type_}/{id_} is not known")
-    rows = await store.history(type_, id_, since, at, cursor, count + 1)
-    if id_ is not None and not rows and await store.read(type_ or "", id_) is None:
+    if type_ is not None:
+        ctx.require(type_, "r")
+    access = ctx.access
+    where = None if access.unrestricted else (lambda conn: history_filter(conn, access, type_))
+    rows = await store.history(type_, id_, since, at, cursor, count + 1, where)
+    if id_ is not None and not rows and not await _exists(store, access, type_ or "", id_):
         raise not_found(f"{type_}/{id_} is not known")
     page, more = rows[:count], len(rows) > count
     path = "/".join(p for p in (type_, id_, "_history") if p)
@@ -45,6 +51,12 @@ async def history(
         links.append({"relation": "next", "url": _url(ctx, path, params, page[-1].seq)})
     header = {"resourceType": "Bundle", "type": "history", "link": links}
     return bundle_bytes(header, [_entry(ctx, row) for row in page])
+
+
+async def _exists(store: Storage, access: Access, type_: str, id_: str) -> bool:
+    if access.unrestricted:
+        return await store.read(type_, id_) is not None
+    return await store.run_read(lambda conn: read_visible(conn, access, type_, id_)) is not None
 
 
 def _parse(ctx: RequestContext, params: list[tuple[str, str]]) -> tuple[int | None, int | None, int | None, int]:

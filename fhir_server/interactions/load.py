@@ -17,7 +17,7 @@ from fhir_server.errors import FhirError, invalid
 from fhir_server.fhir.json import loads
 from fhir_server.fhir.resource import valid_id
 from fhir_server.interactions.common import check_resource, check_type, store_version
-from fhir_server.storage import Storage, StoredResource, WriteTx
+from fhir_server.storage import Storage, WriteTx
 
 __all__ = ["load_folder", "load_resources", "read_folder"]
 
@@ -56,10 +56,8 @@ async def load_resources(ctx: RequestContext, store: Storage, resources: list[di
             exc.issues.insert(0, {"severity": "error", "code": "processing", "diagnostics": f"In {type_}/{id_}:"})
             raise
 
-    written: list[StoredResource] = []
 
     def run(tx: WriteTx) -> dict[str, int]:
-        written.clear()
         counts = {"created": 0, "updated": 0, "unchanged": 0}
         for resource in checked:
             type_, id_ = resource["resourceType"], resource["id"]
@@ -68,14 +66,11 @@ async def load_resources(ctx: RequestContext, store: Storage, resources: list[di
                 if _content(loads(current.body)) == _content(resource):
                     counts["unchanged"] += 1
                     continue
-            written.append(store_version(tx, current, type_, id_, resource, "PUT"))
+            store_version(tx, current, type_, id_, resource, "PUT")
             counts["created" if current is None or current.deleted else "updated"] += 1
         return counts
 
-    counts = await store.write(run)
-    for stored in written:
-        ctx.after_write(stored)
-    return counts
+    return await store.write(run, ctx)
 
 
 async def load_folder(ctx: RequestContext, store: Storage, folder: Path) -> dict[str, int]:

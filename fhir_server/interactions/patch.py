@@ -68,8 +68,7 @@ async def patch(
         raise invalid(f"'{id_}' is not a valid resource id")
     document = parse_patch(kind, body)
 
-    result = await store.write(lambda tx: patch_in(tx, ctx, type_, id_, kind, document, if_match))
-    ctx.after_write(result.stored)
+    result = await store.write(lambda tx: patch_in(tx, ctx, type_, id_, kind, document, if_match), ctx)
     return result
 
 
@@ -88,6 +87,5 @@ async def conditional_patch(
             raise precondition_failed(f"Criteria '{query}' match more than one {type_}: be more selective")
         return patch_in(tx, ctx, type_, matches[0][1], kind, document, if_match)
 
-    result = await store.write(run)
-    ctx.after_write(result.stored)
+    result = await store.write(run, ctx)
     return result

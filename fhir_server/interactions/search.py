@@ -11,11 +11,11 @@ database's plan there too.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+from fhir_server import clock
 from fhir_server.context import RequestContext
 from fhir_server.definitions import patient_compartment
 from fhir_server.errors import invalid, issue, not_found, not_supported, outcome
@@ -25,7 +25,7 @@ from fhir_server.fhir.resource import instant
 from fhir_server.fhir.summary import subset
 from fhir_server.interactions.common import check_type
 from fhir_server.search import Match, SearchResult, search
-from fhir_server.search.ast import Compartment, Policy, Query
+from fhir_server.search.ast import Compartment, Query
 from fhir_server.search.parse import Limits, parse_query
 from fhir_server.search.registry import registry
 from fhir_server.storage import Storage
@@ -44,9 +44,12 @@ def _parse(ctx: RequestContext, types: tuple[str, ...], params: list[tuple[str, 
 
 
 async def _run(
-    store: Storage, query: Query, base: str, compartment: Compartment | None, policy: Policy | None
+    ctx: RequestContext, store: Storage, query: Query, base: str, compartment: Compartment | None
 ) -> tuple[SearchResult, tuple[str, list[str]] | None]:
-    return await store.run_read(lambda conn: search(conn, query, base, compartment, policy))
+    for t in query.types:
+        ctx.require(t, "s")
+    access = ctx.access
+    return await store.run_read(lambda conn: search(conn, query, access, base, compartment))
 
 
 async def search_type(
@@ -56,13 +59,12 @@ async def search_type(
     params: list[tuple[str, str]],
     base_url: str | None = None,
     prefer_handling: str = "strict",
-    policy: Policy | None = None,
 ) -> bytes:
     """`GET [base]/[type]?...` and `POST [base]/[type]/_search`."""
     check_type(res_type)
     base = (base_url or ctx.base_url).rstrip("/")
     query = _parse(ctx, (res_type,), params, prefer_handling)
-    result, plan_text = await _run(store, query, base, None, policy)
+    result, plan_text = await _run(ctx, store, query, base, None)
     return _bundle(base, res_type, query, result, plan_text)
 
 
@@ -72,7 +74,6 @@ async def search_system(
     params: list[tuple[str, str]],
     base_url: str | None = None,
     prefer_handling: str = "strict",
-    policy: Policy | None = None,
 ) -> bytes:
     """`GET [base]?_type=A,B&...`: across the listed types (or every type for Resource-level params)."""
     base = (base_url or ctx.base_url).rstrip("/")
@@ -83,7 +84,7 @@ async def search_system(
     for t in types:
         check_type(t)
     query = _parse(ctx, tuple(dict.fromkeys(types)), params, prefer_handling)
-    result, plan_text = await _run(store, query, base, None, policy)
+    result, plan_text = await _run(ctx, store, query, base, None)
     return _bundle(base, "", query, result, plan_text)
 
 
@@ -106,7 +107,6 @@ async def search_compartment(
     params: list[tuple[str, str]],
     base_url: str | None = None,
     prefer_handling: str = "strict",
-    policy: Policy | None = None,
 ) -> bytes:
     """`GET [base]/Patient/[id]/[type]?...`: a type search scoped to the compartment."""
     check_type(res_type)
@@ -116,7 +116,7 @@ async def search_compartment(
     base = (base_url or ctx.base_url).rstrip("/")
     query = _parse(ctx, (res_type,), params, prefer_handling)
     comp = Compartment(comp_type, comp_id, codes)
-    result, plan_text = await _run(store, query, base, comp, policy)
+    result, plan_text = await _run(ctx, store, query, base, comp)
     return _bundle(base, f"{comp_type}/{comp_id}/{res_type}", query, result, plan_text)
 
 
@@ -161,7 +161,7 @@ def _bundle(
     header: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": instant(time.time_ns() // 1000)},
+        "meta": {"lastUpdated": instant(clock.now_micros())},
         "type": "searchset",
     }
     if result.total is not None:

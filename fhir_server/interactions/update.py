@@ -63,8 +63,7 @@ async def update(
     if resource["id"] != id_:
         raise invalid(f"The resource id '{resource['id']}' differs from the URL's id '{id_}'", expression="id")
 
-    result = await store.write(lambda tx: update_in(tx, type_, id_, resource, if_match))
-    ctx.after_write(result.stored)
+    result = await store.write(lambda tx: update_in(tx, type_, id_, resource, if_match), ctx)
     return result
 
 
@@ -83,6 +82,5 @@ async def conditional_update(
         id_, _matched = conditional_target(tx, type_, params, query, body_id)
         return update_in(tx, type_, id_, {**resource, "id": id_}, if_match)
 
-    result = await store.write(run)
-    ctx.after_write(result.stored)
+    result = await store.write(run, ctx)
     return result

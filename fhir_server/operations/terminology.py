@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.context import RequestContext
 from fhir_server.errors import invalid
 from fhir_server.fhir.json import loads
 from fhir_server.interactions.read import read
@@ -22,17 +23,17 @@ from fhir_server.validation.conformance import ConformanceRegistry
 __all__ = ["OPERATIONS"]
 
 
-async def _target(store: Storage, type_: str, id_: str | None, inputs: OperationInput, name: str) -> Any:
+async def _target(ctx: RequestContext, store: Storage, type_: str, id_: str | None, inputs: OperationInput, name: str) -> Any:
     """The ValueSet/CodeSystem/ConceptMap to work on: the instance, an inline resource, or a url."""
     if id_ is not None:
-        stored = await read(store, type_, id_)
+        stored = await read(ctx, store, type_, id_)
         assert stored.body is not None
         return loads(stored.body)
     return inputs.resources.get(name) or inputs.text("url")
 
 
-async def expand(registry: ConformanceRegistry, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
-    target = await _target(store, "ValueSet", id_, inputs, "valueSet")
+async def expand(registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
+    target = await _target(ctx, store, "ValueSet", id_, inputs, "valueSet")
     if not target:
         raise invalid("ValueSet/$expand needs a url, a valueSet, or an instance")
     return terminology.expand(
@@ -48,9 +49,9 @@ def _code_system_display(inputs: OperationInput) -> tuple[str | None, str | None
 
 
 async def vs_validate_code(
-    registry: ConformanceRegistry, store: Storage, id_: str | None, inputs: OperationInput
+    registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput
 ) -> Any:
-    target = await _target(store, "ValueSet", id_, inputs, "valueSet")
+    target = await _target(ctx, store, "ValueSet", id_, inputs, "valueSet")
     if not target:
         raise invalid("ValueSet/$validate-code needs a url, a valueSet, or an instance")
     code, system, display = _code_system_display(inputs)
@@ -58,26 +59,26 @@ async def vs_validate_code(
 
 
 async def cs_validate_code(
-    registry: ConformanceRegistry, store: Storage, id_: str | None, inputs: OperationInput
+    registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput
 ) -> Any:
     url = inputs.text("url")
     if id_ is not None:
-        url = (await _target(store, "CodeSystem", id_, inputs, "codeSystem")).get("url")
+        url = (await _target(ctx, store, "CodeSystem", id_, inputs, "codeSystem")).get("url")
     code, system, display = _code_system_display(inputs)
     return terminology.validate_code(registry, None, code, url or system, display)
 
 
-async def lookup(registry: ConformanceRegistry, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
+async def lookup(registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
     code, system, _ = _code_system_display(inputs)
     if id_ is not None:
-        system = (await _target(store, "CodeSystem", id_, inputs, "codeSystem")).get("url")
+        system = (await _target(ctx, store, "CodeSystem", id_, inputs, "codeSystem")).get("url")
     return terminology.lookup(registry, system, code, inputs.text("version"))
 
 
-async def translate(registry: ConformanceRegistry, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
+async def translate(registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
     url = inputs.text("url")
     if id_ is not None:
-        url = (await _target(store, "ConceptMap", id_, inputs, "conceptMap")).get("url")
+        url = (await _target(ctx, store, "ConceptMap", id_, inputs, "conceptMap")).get("url")
     code, system, _ = _code_system_display(inputs)
     source = inputs.text("source") or inputs.text("valueSet")
     return terminology.translate(registry, url, system, code, source, inputs.text("target"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.context import RequestContext
 from fhir_server.errors import invalid, issue, outcome
 from fhir_server.fhir.json import loads
 from fhir_server.interactions.read import read
@@ -24,7 +25,12 @@ _MODES = ("create", "update", "delete")
 
 
 async def validate_operation(
-    profiles: ProfileService, store: Storage, type_: str, id_: str | None, inputs: OperationInput
+    profiles: ProfileService,
+    ctx: RequestContext,
+    store: Storage,
+    type_: str,
+    id_: str | None,
+    inputs: OperationInput,
 ) -> dict[str, Any]:
     mode = inputs.text("mode")
     if mode is not None and mode not in _MODES:
@@ -32,13 +38,13 @@ async def validate_operation(
     if mode == "delete":
         if id_ is None:
             raise invalid("mode=delete needs an instance: POST [type]/[id]/$validate")
-        await read(store, type_, id_)
+        await read(ctx, store, type_, id_)
         return outcome([issue(f"{type_}/{id_} may be deleted", "informational", "information")])
     resource = inputs.resources.get("resource")
     if resource is None:
         if id_ is None:
             raise invalid("Give the resource to validate (as the body or a 'resource' parameter)")
-        stored = await read(store, type_, id_)
+        stored = await read(ctx, store, type_, id_)
         assert stored.body is not None
         resource = loads(stored.body)
     if resource.get("resourceType") != type_:

@@ -9,13 +9,14 @@ delete; `capability_search_params` lists a type's parameters for the CapabilityS
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from fhir_server.search.ast import Compartment, Policy, Query
+from fhir_server import clock
+from fhir_server.search.access import EVERYTHING, Access
+from fhir_server.search.ast import Compartment, Query
 from fhir_server.search.compile.common import Ctx
 from fhir_server.search.compile.tree import count_cap
 from fhir_server.search.execute import Match, SearchResult, explain, run
@@ -25,10 +26,12 @@ from fhir_server.search.plan import plan
 from fhir_server.search.registry import Registry, registry
 from fhir_server.search.valuesets import resolver
 
-__all__ = ["Match", "SearchResult", "capability_search_params", "find_ids", "make_ctx", "search"]
+__all__ = [
+    "EVERYTHING", "Access", "Match", "SearchResult", "capability_search_params", "find_ids", "make_ctx", "search",
+]
 
 
-def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) -> Ctx:
+def make_ctx(conn: Connection, access: Access, base_url: str = "", reg: Registry | None = None) -> Ctx:
     cap = count_cap(conn.dialect.name)
 
     def count(sub: Any) -> int:
@@ -42,9 +45,10 @@ def make_ctx(conn: Connection, base_url: str = "", reg: Registry | None = None) 
         dialect=conn.dialect.name,
         base_url=base_url,
         valueset=resolver(conn),
-        now_us=time.time_ns() // 1000,
+        now_us=clock.now_micros(),
         count=count,
         db=_db_key(conn),
+        access=access,
     )
 
 
@@ -57,21 +61,22 @@ def _db_key(conn: Connection) -> str:
 def search(
     conn: Connection,
     query: Query,
+    access: Access,
     base_url: str = "",
     compartment: Compartment | None = None,
-    policy: Policy | None = None,
 ) -> tuple[SearchResult, tuple[str, list[str]] | None]:
-    """Run a parsed query; returns the result and, with `_explain`, (SQL, database plan)."""
-    ctx = make_ctx(conn, base_url)
-    p = plan(query, ctx, compartment, policy)
+    """Run a parsed query as seen by `access`; returns the result and, with `_explain`,
+    (SQL, database plan). Matches, includes, chains and `_has` all apply `access`."""
+    ctx = make_ctx(conn, access, base_url)
+    p = plan(query, ctx, compartment)
     result = run(conn, p)
     if query.includes and result.matches:
-        result.included = resolve_includes(conn, ctx.registry, query.includes, result.matches, policy)
+        result.included = resolve_includes(conn, query.includes, result.matches, ctx)
     return result, (explain(conn, p) if query.explain else None)
 
 
 def find_ids(
-    conn: Connection, res_type: str, params: list[tuple[str, str]], limit: int, policy: Policy | None = None
+    conn: Connection, res_type: str, params: list[tuple[str, str]], limit: int, access: Access
 ) -> list[tuple[int, str]]:
     """(rid, id) of current resources of `res_type` matching `params` (conditional interactions).
 
@@ -80,7 +85,7 @@ def find_ids(
     """
     query = parse_query(registry(), (res_type,), params, strict=True, limits=Limits(limit, max(limit, 1)))
     query = replace(query, count=limit, sort=(), includes=(), total="none", summary=None, cursor=None)
-    result, _ = search(conn, query, policy=policy)
+    result, _ = search(conn, query, access)
     return [(m.rid, m.id) for m in result.matches]
 
 

@@ -9,9 +9,10 @@ birthdate ge '1970'))` reads better in a failing assertion than a dataclass repr
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Union
+from dataclasses import dataclass
+from typing import Union
+
+from fhir_server.search.access import Access
 
 __all__ = [
     "And",
@@ -123,17 +124,17 @@ class Compartment:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """An access-policy filter: `clause(resource_table, res_type)` returns an SQL condition.
+    """The caller's access value as a term of the tree (see `search.access`).
 
-    The policy module builds these; the planner applies them to the main query and to every
-    query that returns resources (includes), so nothing is ever filtered after the fact.
+    The planner ANDs it to the main query; chains, `_has` and includes apply the same access
+    to their inner queries, so nothing is ever filtered after the fact. Plain data: a tree
+    holding it stays hashable and its compiled form cacheable.
     """
 
-    name: str
-    clause: Callable[[Any, str], Any] = field(compare=False)
+    access: Access
 
     def __str__(self) -> str:
-        return f"(policy {self.name})"
+        return str(self.access)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ condition depends only on the filter tree, the type, the dialect, the base URL a
 registry, so it is kept per such key. Row counts steer the plan but not the result, so a
 remembered plan can only be slower, never wrong; entries expire after `TTL` seconds so a
 plan follows the data as it grows. Filters that read the clock (`ap` prefix) or the database
-(`:in` / `:not-in` ValueSets), and access-policy filters (opaque callables), are never kept.
+(`:in` / `:not-in` ValueSets) are never kept. An access value is plain data and part of the
+key, so each caller's policy is compiled once per filter, not once per request.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from fhir_server.search.ast import And, Chain, Has, Node, Not, Or, Param, Policy, TypeSwitch
+from fhir_server.search.ast import And, Chain, Has, Node, Not, Or, Param, TypeSwitch
 from fhir_server.search.registry import Registry
 
 __all__ = ["MAX_ENTRIES", "TTL", "WhereCache", "cacheable"]
@@ -44,9 +45,7 @@ def cacheable(node: Node | None) -> bool:
             return cacheable(inner)
         case TypeSwitch(cases):
             return all(cacheable(n) for _t, n in cases)
-        case Policy():
-            return False
-    return True  # Compartment: plain values
+    return True  # Compartment, Policy (an access value): plain data
 
 
 class WhereCache:

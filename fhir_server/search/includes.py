@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select, tuple_
 
-from fhir_server.search.ast import Include, Policy
-from fhir_server.search.compile.common import alias
-from fhir_server.search.compile.tree import live
+from fhir_server.search.ast import Include
+from fhir_server.search.compile.common import Ctx, alias
+from fhir_server.search.compile.tree import live, visible
 from fhir_server.search.execute import Match
 from fhir_server.search.registry import Registry
 from fhir_server.storage.index_schema import idx_reference
@@ -33,7 +33,7 @@ def _codes(reg: Registry, inc: Include) -> list[str]:
     return [i.code for i in reg.params(inc.source) if i.strategy == "reference"]
 
 
-def _forward(conn: Connection, reg: Registry, inc: Include, src: list[Match], policy: Policy | None) -> list[Match]:
+def _forward(conn: Connection, inc: Include, src: list[Match], ctx: Ctx) -> list[Match]:
     rids = [m.rid for m in src if m.type == inc.source or inc.source == "*"]
     if not rids:
         return []
@@ -52,33 +52,33 @@ def _forward(conn: Connection, reg: Registry, inc: Include, src: list[Match], po
     stmt = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body).where(
         live(r, "*"), tuple_(r.c.res_type, r.c.res_id).in_(pairs)
     )
-    return _fetch(conn, stmt, r, policy)
+    return _fetch(conn, stmt, r, ctx)
 
 
-def _reverse(conn: Connection, reg: Registry, inc: Include, src: list[Match], policy: Policy | None) -> list[Match]:
+def _reverse(conn: Connection, inc: Include, src: list[Match], ctx: Ctx) -> list[Match]:
     pairs = [(m.type, m.id) for m in src]
     if not pairs:
         return []
     ref = idx_reference
     sub = select(ref.c.rid).where(tuple_(ref.c.target_type, ref.c.target_id).in_(pairs))
     if inc.source != "*":
-        sub = sub.where(ref.c.res_type == inc.source, ref.c.param.in_(_codes(reg, inc)))
+        sub = sub.where(ref.c.res_type == inc.source, ref.c.param.in_(_codes(ctx.registry, inc)))
     if inc.target:
         sub = sub.where(ref.c.target_type == inc.target)
     r = alias(resource, "r")
     stmt = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.body).where(live(r, inc.source), r.c.rid.in_(sub))
-    return _fetch(conn, stmt, r, policy)
+    return _fetch(conn, stmt, r, ctx)
 
 
-def _fetch(conn: Connection, stmt: Any, r: Any, policy: Policy | None) -> list[Match]:
-    if policy is not None:
-        stmt = stmt.where(policy.clause(r, "*"))
+def _fetch(conn: Connection, stmt: Any, r: Any, ctx: Ctx) -> list[Match]:
+    if not ctx.access.unrestricted:
+        stmt = stmt.where(visible(ctx.access, "*", r, ctx))
     stmt = stmt.order_by(r.c.rid).limit(MAX_INCLUDED)
     return [Match(int(row[0]), row[1], row[2], bytes(row[3])) for row in conn.execute(stmt)]
 
 
 def resolve_includes(
-    conn: Connection, reg: Registry, includes: tuple[Include, ...], matches: list[Match], policy: Policy | None
+    conn: Connection, includes: tuple[Include, ...], matches: list[Match], ctx: Ctx
 ) -> list[Match]:
     """Included resources not already among `matches`, in a stable order."""
     seen = {m.rid for m in matches}
@@ -90,7 +90,7 @@ def resolve_includes(
             if depth > 0 and not inc.iterate:
                 continue
             fn = _reverse if inc.reverse else _forward
-            for m in fn(conn, reg, inc, frontier, policy):
+            for m in fn(conn, inc, frontier, ctx):
                 if m.rid not in seen:
                     seen.add(m.rid)
                     found.append(m)

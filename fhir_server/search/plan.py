@@ -18,6 +18,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from fhir_server.errors import invalid
+from fhir_server.search.access import Access
 from fhir_server.search.ast import Compartment, Node, Policy, Query, SortKey, conj
 from fhir_server.search.cache import WhereCache, cacheable
 from fhir_server.search.compile.common import Ctx, alias
@@ -45,9 +46,9 @@ class Plan:
     r: Any
 
 
-def scope(query: Query, compartment: Compartment | None, policy: Policy | None) -> Query:
+def scope(query: Query, compartment: Compartment | None, access: Access) -> Query:
     """The rewrite passes: compartment scoping, then the access policy, as extra AND terms."""
-    where = conj(query.where, compartment, policy)
+    where = conj(query.where, compartment, None if access.unrestricted else Policy(access))
     return query if where is query.where else _replace_where(query, where)
 
 
@@ -84,7 +85,7 @@ def _where(node: Node, res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[b
     """`compile_where`, remembered per filter (see `search.cache`)."""
     if not cacheable(node):
         return compile_where(node, res_type, r, ctx)
-    key = (node, res_type, r, ctx.dialect, ctx.base_url, ctx.counting)
+    key = (node, res_type, r, ctx.dialect, ctx.base_url, ctx.counting, ctx.access)
     found: tuple[ColumnElement[bool], bool] | None = WHERE_CACHE.get(key, ctx.registry)
     if found is None:
         found = compile_where(node, res_type, r, ctx)
@@ -105,15 +106,15 @@ def _index_count(cond: ColumnElement[bool], r: Any) -> Select[Any] | None:
     return select(func.count()).select_from(sub.distinct().subquery("matched"))
 
 
-def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None, policy: Policy | None = None) -> Plan:
-    """Compile `query` (scoped to `compartment`, filtered by `policy`) into the page SELECT."""
-    query = scope(query, compartment, policy)
+def plan(query: Query, ctx: Ctx, compartment: Compartment | None = None) -> Plan:
+    """Compile `query` (scoped to `compartment`, filtered by `ctx.access`) into the page SELECT."""
+    query = scope(query, compartment, ctx.access)
     if query.cursor is not None or not cacheable(query.where):
         return _build(query, ctx)
     # A first page depends on nothing else: the same statement objects are reused, so
     # SQLAlchemy's own cache key and compiled form are computed once too.
     key = ("plan", query.types, query.where, query.sort, query.count, query.total, query.summary,
-           ctx.dialect, ctx.base_url)
+           ctx.dialect, ctx.base_url, ctx.access)
     found: Plan | None = WHERE_CACHE.get(key, ctx.registry)
     if found is None:
         found = _build(query, ctx)

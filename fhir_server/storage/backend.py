@@ -11,18 +11,18 @@ own transaction from a pool.
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
+from fhir_server import clock
 from fhir_server.storage.schema import resource, resource_history
 
-__all__ = ["HistoryEntry", "Storage", "StoredResource", "WriteTx"]
+__all__ = ["HistoryEntry", "Storage", "StoredResource", "WriteHooks", "WriteTx"]
 
 T = TypeVar("T")
 
@@ -80,16 +80,50 @@ _INSERT_HISTORY = insert(resource_history)
 
 
 def now_micros() -> int:
-    return time.time_ns() // 1000
+    return clock.now_micros()
+
+
+@dataclass
+class WriteHooks:
+    """What runs around every stored version, whichever interaction wrote it.
+
+    `in_tx` hooks run inside the write transaction, right after a version is stored (an
+    AuditEvent or a Provenance written with it is all or nothing with it); `after_commit`
+    hooks run once the transaction has committed, with every version it stored, in order.
+    """
+
+    in_tx: list[Callable[[WriteTx, StoredResource], None]] = field(default_factory=list)
+    after_commit: list[Callable[[Any, list[StoredResource]], None]] = field(default_factory=list)
 
 
 class WriteTx:
-    """What a write function may do inside its transaction."""
+    """What a write function may do inside its transaction: one per request (or server task).
 
-    def __init__(self, conn: Connection, lock: Callable[[Connection, str], None], lock_rows: bool) -> None:
+    `ctx` is the request's context (None for server tasks); `written` lists the versions
+    stored so far, each recorded by `record`, the one place every stored version passes.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        lock: Callable[[Connection, str], None],
+        lock_rows: bool,
+        ctx: Any = None,
+        hooks: WriteHooks | None = None,
+    ) -> None:
         self.conn = conn
         self._lock = lock
         self._lock_rows = lock_rows
+        self.ctx = ctx
+        self.hooks = hooks or WriteHooks()
+        self.written: list[StoredResource] = []
+
+    def record(self, stored: StoredResource) -> StoredResource:
+        """Note a stored version and run the in-transaction hooks on it."""
+        self.written.append(stored)
+        for hook in self.hooks.in_tx:
+            hook(self, stored)
+        return stored
 
     def current(self, type_: str, id_: str) -> StoredResource | None:
         """The current version; on PostgreSQL the row stays locked until the transaction ends."""
@@ -129,6 +163,7 @@ class Storage(ABC):
     def __init__(self, read_engine: Engine, readers: int) -> None:
         self.read_engine = read_engine
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="fhir-read")
+        self.hooks = WriteHooks()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,9 +186,20 @@ class Storage(ABC):
             finally:
                 conn.rollback()
 
+    async def write(self, fn: Callable[[WriteTx], T], ctx: Any = None) -> T:
+        """Run `fn` in a write transaction for `ctx` (the request's context, None for a server
+        task) and return its result once committed, after the after-commit hooks ran."""
+        result, tx = await self._write(fn, ctx)
+        for hook in self.hooks.after_commit:
+            hook(ctx, tx.written)
+        return result
+
+    def new_tx(self, conn: Connection, lock: Callable[[Connection, str], None], lock_rows: bool, ctx: Any) -> WriteTx:
+        return WriteTx(conn, lock, lock_rows, ctx, self.hooks)
+
     @abstractmethod
-    async def write(self, fn: Callable[[WriteTx], T]) -> T:
-        """Run `fn` in a write transaction and return its result once committed."""
+    async def _write(self, fn: Callable[[WriteTx], T], ctx: Any) -> tuple[T, WriteTx]:
+        """Run `fn` in a new write transaction; (its result, the transaction) once committed."""
 
     # -- reads -----------------------------------------------------------------------------
     async def read(self, type_: str, id_: str) -> StoredResource | None:
@@ -181,9 +227,13 @@ class Storage(ABC):
         at: int | None,
         before_seq: int | None,
         limit: int,
+        where: Callable[[Connection], Any] | None = None,
     ) -> list[HistoryEntry]:
-        """Versions newest first, optionally below a seq cursor (keyset paging)."""
-        return await self.run_read(lambda conn: read_history(conn, type_, id_, since, at, before_seq, limit))
+        """Versions newest first, optionally below a seq cursor (keyset paging); `where`
+        builds an extra condition on `resource_history` (the caller's access) per connection."""
+        return await self.run_read(
+            lambda conn: read_history(conn, type_, id_, since, at, before_seq, limit, where and where(conn))
+        )
 
 
 # Point reads are the hottest statements: built once, with bound parameters.
@@ -241,9 +291,10 @@ def read_history(
     at: int | None,
     before_seq: int | None,
     limit: int,
+    extra: Any = None,
 ) -> list[HistoryEntry]:
     h = resource_history
-    conds: list[Any] = []
+    conds: list[Any] = [] if extra is None else [extra]
     if type_ is not None:
         conds.append(h.c.res_type == type_)
     if id_ is not None:

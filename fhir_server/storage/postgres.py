@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, create_engine, text
@@ -88,15 +88,16 @@ class PostgresStorage(Storage):
             cur = await conn.execute(_VREAD_SQL, (type_, id_, version), prepare=True)
             return version_row(await cur.fetchone())
 
-    async def write(self, fn: Callable[[WriteTx], T]) -> T:
+    async def _write(self, fn: Callable[[WriteTx], T], ctx: Any) -> tuple[T, WriteTx]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writers, self._write_sync, fn)
+        return await loop.run_in_executor(self._writers, self._write_sync, fn, ctx)
 
-    def _write_sync(self, fn: Callable[[WriteTx], T]) -> T:
+    def _write_sync(self, fn: Callable[[WriteTx], T], ctx: Any) -> tuple[T, WriteTx]:
         for attempt in range(_RETRIES):
             try:
                 with self.read_engine.begin() as conn:
-                    return fn(WriteTx(conn, _advisory_lock, lock_rows=True))
+                    tx = self.new_tx(conn, _advisory_lock, True, ctx)
+                    return fn(tx), tx
             except IntegrityError as exc:
                 if attempt == _RETRIES - 1 or getattr(exc.orig, "sqlstate", None) != "23505":
                     raise

@@ -47,6 +47,7 @@ class _Job:
     fn: Callable[[WriteTx], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    ctx: Any = None
     result: Any = None
     error: BaseException | None = field(default=None)
 
@@ -154,15 +155,15 @@ class SqliteStorage(Storage):
             return await super().vread(type_, id_, version)
         return version_row(self._point.execute(_VREAD_SQL, (type_, id_, version)).fetchone())
 
-    async def write(self, fn: Callable[[WriteTx], T]) -> T:
+    async def _write(self, fn: Callable[[WriteTx], T], ctx: Any) -> tuple[T, WriteTx]:
         if self._thread is None:
             raise RuntimeError("storage not started")
         if self._failure is not None:
             raise FhirError(503, f"The database cannot be written: {self._failure}", "transient")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop, loop.create_future())
+        job = _Job(fn, loop, loop.create_future(), ctx)
         self._queue.put(job)
-        result: T = await job.future
+        result: tuple[T, WriteTx] = await job.future
         return result
 
     # -- writer thread ---------------------------------------------------------------------
@@ -182,7 +183,6 @@ class SqliteStorage(Storage):
                     job.loop.call_soon_threadsafe(_settle, job)
 
     def _serve(self, conn: Connection) -> None:
-        tx = WriteTx(conn, _no_lock, lock_rows=False)
         while True:
             first = self._queue.get()
             if first is None:
@@ -198,17 +198,18 @@ class SqliteStorage(Storage):
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(conn, tx, batch)
+            self._run_batch(conn, batch)
             if stop:
                 return
 
-    def _run_batch(self, conn: Connection, tx: WriteTx, batch: list[_Job]) -> None:
+    def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
         try:
             with conn.begin():
                 for job in batch:
                     savepoint = conn.begin_nested()
                     try:
-                        job.result = job.fn(tx)
+                        tx = self.new_tx(conn, _no_lock, False, job.ctx)
+                        job.result = (job.fn(tx), tx)
                         savepoint.commit()
                     except BaseException as exc:  # noqa: BLE001 - handed to the caller
                         savepoint.rollback()

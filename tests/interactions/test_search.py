@@ -15,6 +15,7 @@ from fhir_server.interactions import search as s
 from fhir_server.interactions.create import create
 from fhir_server.interactions.update import update
 from fhir_server.search import find_ids
+from fhir_server.search.access import EVERYTHING
 from fhir_server.storage import Storage
 
 BASE = "http://testserver/fhir"
@@ -33,7 +34,7 @@ def _obs(i: int, patient: str = "pat1") -> dict[str, Any]:
 
 @pytest.fixture
 async def data(store: Storage, settings_factory: Any) -> RequestContext:
-    ctx = RequestContext(settings=settings_factory(), base_url=BASE)
+    ctx = RequestContext(settings=settings_factory(), base_url=BASE, access=EVERYTHING)
     await update(ctx, store, "Patient", "pat1", PATIENT)
     await update(ctx, store, "Patient", "pat2", {"resourceType": "Patient", "id": "pat2", "gender": "male"})
     for i in range(5):
@@ -158,10 +159,10 @@ async def test_find_ids_drives_conditional_create(store: Storage, data: RequestC
     ident = "urn:oid:1.2.250.1.213.1.4.8|1234567890123"
     result = await create(data, store, "Patient", {"resourceType": "Patient"}, if_none_exist=f"identifier={ident}")
     assert result.existing and result.stored.id == "pat1"
-    found = await store.run_read(lambda conn: find_ids(conn, "Patient", [("gender", "male,female")], 10))
+    found = await store.run_read(lambda conn: find_ids(conn, "Patient", [("gender", "male,female")], 10, EVERYTHING))
     assert sorted(i for _, i in found) == ["pat1", "pat2"]
     with pytest.raises(FhirError):
-        await store.run_read(lambda conn: find_ids(conn, "Patient", [("bogus", "x")], 10))
+        await store.run_read(lambda conn: find_ids(conn, "Patient", [("bogus", "x")], 10, EVERYTHING))
 
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, insert, select, text, 
 
 from fhir_server.fhir.json import dumps
 from fhir_server.indexing import write_index
+from fhir_server.search.access import EVERYTHING
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.schema import resource
 
@@ -211,7 +212,7 @@ def find(loaded: Engine) -> Callable[..., list[str]]:
         types = tuple(res_type.split(",")) if res_type else ()
         query = parse_query(registry(), types, parse_qsl(qs, keep_blank_values=True))
         with loaded.connect() as conn:
-            result, _ = search(conn, query, **kw)
+            result, _ = search(conn, query, kw.pop('access', EVERYTHING), **kw)
         ids = [m.id for m in result.matches]
         return sorted(ids) if sort else ids
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fhir_server.search import search
+from fhir_server.search.access import EVERYTHING, Access
 from fhir_server.search.ast import Param, Policy, Value
 from fhir_server.search.cache import WhereCache, cacheable
 from fhir_server.search.parse import parse_query
@@ -18,7 +19,7 @@ from tests.search.conftest import Loader
 def _ids(engine: Engine, res_type: str, params: list[tuple[str, str]]) -> list[str]:
     query = parse_query(registry(), (res_type,), params)
     with engine.connect() as conn:
-        result, _ = search(conn, query)
+        result, _ = search(conn, query, EVERYTHING)
     return [m.id for m in result.matches]
 
 
@@ -44,12 +45,30 @@ def test_same_filter_with_other_values_is_compiled_for_those_values(engine: Engi
     assert _ids(engine, "Observation", [("code", "99992-2")]) == ["cache-e"]
 
 
-def test_filters_reading_the_clock_the_database_or_a_policy_are_not_cacheable() -> None:
+def test_filters_reading_the_clock_or_the_database_are_not_cacheable() -> None:
     assert cacheable(Param("token", "code", (Value("8480-6"),)))
     assert cacheable(Param("date", "date", (Value("2020", "ge"),)))
     assert not cacheable(Param("date", "date", (Value("2020", "ap"),)))
     assert not cacheable(Param("token", "code", (Value("http://example.org/vs"),), "in"))
-    assert not cacheable(Policy("all", lambda r, _t: r.c.deleted.is_(False)))
+    # an access value is data: a policy-filtered query is cached like any other
+    assert cacheable(Policy(Access("own", patient="p1")))
+
+
+def test_plans_are_cached_per_access_value(engine: Any) -> None:
+    from fhir_server.search import make_ctx
+    from fhir_server.search.parse import parse_query
+    from fhir_server.search.plan import plan
+    from fhir_server.search.registry import registry
+
+    query = parse_query(registry(), ("Observation",), [("code", "8480-6")])
+    with engine.connect() as conn:
+        one = make_ctx(conn, Access("own", patient="p1"))
+        same = make_ctx(conn, Access("own", patient="p1"))
+        other = make_ctx(conn, Access("own", patient="p2"))
+        p1, p2, p3 = plan(query, one), plan(query, same), plan(query, other)
+    assert p1.page is p2.page  # the same access: the compiled statement is reused
+    assert p1.page is not p3.page  # another caller's access: its own plan
+    assert "p2" in str(p3.page.compile(compile_kwargs={"literal_binds": True}))
 
 
 def test_registry_change_or_expiry_drops_an_entry() -> None:
@@ -89,7 +108,7 @@ def test_first_page_plan_is_reused_for_the_same_filter_only(engine: Engine) -> N
     first = parse_query(registry(), ("Patient",), [("gender", "female"), ("_count", "1")])
     other = parse_query(registry(), ("Patient",), [("gender", "male"), ("_count", "1")])
     with engine.connect() as conn:
-        ctx = make_ctx(conn)
+        ctx = make_ctx(conn, EVERYTHING)
         p1, p2, p3 = plan(first, ctx), plan(first, ctx), plan(other, ctx)
     assert p1.page is not None and p1.page is p2.page
     assert p3.page is not p1.page

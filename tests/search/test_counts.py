@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fhir_server.search import make_ctx, search
+from fhir_server.search.access import EVERYTHING
 from fhir_server.search.parse import parse_query
 from fhir_server.search.plan import plan
 from fhir_server.search.registry import registry
@@ -23,7 +24,7 @@ def _cond(id_: str, *codes: str) -> dict[str, Any]:
 def _total(engine: Engine, params: list[tuple[str, str]]) -> int | None:
     query = parse_query(registry(), ("Condition",), [*params, ("_total", "accurate")])
     with engine.connect() as conn:
-        result, _ = search(conn, query)
+        result, _ = search(conn, query, EVERYTHING)
     return result.total
 
 
@@ -41,6 +42,6 @@ def test_total_counts_each_resource_once_and_forgets_deleted_ones(engine: Engine
 def test_one_term_count_reads_only_the_index(engine: Engine) -> None:
     query = parse_query(registry(), ("Condition",), [("code", f"{SYS}|x1"), ("_total", "accurate")])
     with engine.connect() as conn:
-        counted = plan(query, make_ctx(conn)).count
+        counted = plan(query, make_ctx(conn, EVERYTHING)).count
     assert counted is not None
     assert "resource" not in {t.name for t in counted.get_final_froms()[0].element.get_final_froms()}

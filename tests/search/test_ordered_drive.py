@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from fhir_server.search import make_ctx
+from fhir_server.search.access import EVERYTHING
 from fhir_server.search.ast import Query
 from fhir_server.search.execute import SearchResult, run
 from fhir_server.search.parse import parse_query
@@ -50,7 +51,7 @@ def _query(params: list[tuple[str, str]]) -> Query:
 
 def _run(engine: Engine, query: Query, broad: bool) -> tuple[SearchResult, str]:
     with engine.connect() as conn:
-        ctx = make_ctx(conn)
+        ctx = make_ctx(conn, EVERYTHING)
         if broad:  # every term counts as broad; a base URL of its own keeps its plans apart
             ctx = replace(ctx, count=lambda _sub: 10**9, db=ctx.db + ":broad", base_url="http://broad")
         p = plan(query, ctx)

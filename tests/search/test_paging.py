@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from fhir_server.errors import FhirError
 from fhir_server.search import search
+from fhir_server.search.access import EVERYTHING
 from fhir_server.search.parse import parse_query
 from fhir_server.search.registry import registry
 
@@ -18,7 +19,7 @@ from fhir_server.search.registry import registry
 def _page(engine: Engine, res_type: str, qs: str) -> Any:
     query = parse_query(registry(), (res_type,), parse_qsl(qs, keep_blank_values=True))
     with engine.connect() as conn:
-        result, _ = search(conn, query)
+        result, _ = search(conn, query, EVERYTHING)
     return result
 
 

@@ -1,4 +1,4 @@
-"""The access-policy seam: a Policy node filters matches and included resources in SQL."""
+"""The access seam: an Access value filters matches, includes, chains and `_has` in SQL."""
 
 from __future__ import annotations
 
@@ -6,34 +6,52 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fhir_server.search import search
-from fhir_server.search.ast import Policy
+from fhir_server.search import EVERYTHING, Access, search
 from fhir_server.search.parse import parse_query
+from fhir_server.search.plan import scope
 from fhir_server.search.registry import registry
 
-
-def _only(ids: set[str]) -> Policy:
-    return Policy("only " + ",".join(sorted(ids)), lambda r, _type: r.c.res_id.in_(sorted(ids)))
+P1_ONLY = Access("own", patient="p1")
 
 
-def _run(
-    engine: Engine, res_type: str, params: list[tuple[str, str]], policy: Policy | None
-) -> tuple[list[str], list[str]]:
+def _run(engine: Engine, res_type: str, params: list[tuple[str, str]], access: Access) -> tuple[list[str], list[str]]:
     query = parse_query(registry(), (res_type,), params)
     with engine.connect() as conn:
-        result, _ = search(conn, query, policy=policy)
-    return [m.id for m in result.matches], [m.id for m in result.included]
+        result, _ = search(conn, query, access)
+    return sorted(m.id for m in result.matches), sorted(m.id for m in result.included)
 
 
-def test_policy_filters_matches_and_includes(loaded: Engine) -> None:
+def test_access_filters_matches_and_includes(loaded: Engine) -> None:
     params = [("code", "8480-6"), ("_include", "Observation:subject")]
-    assert _run(loaded, "Observation", params, None) == (["o1", "o2"], ["p1", "p2"])
-    assert _run(loaded, "Observation", params, _only({"o1", "o2", "p1"})) == (["o1", "o2"], ["p1"])
-    assert _run(loaded, "Observation", params, _only({"o2", "p1"})) == (["o2"], [])
+    assert _run(loaded, "Observation", params, EVERYTHING) == (["o1", "o2"], ["p1", "p2"])
+    matches, included = _run(loaded, "Observation", params, P1_ONLY)
+    assert included == ["p1"]
+    assert matches == ["o1"]
 
 
-def test_policy_prints_in_the_query_tree(loaded: Any) -> None:
-    from fhir_server.search.plan import scope
+def test_access_hides_other_patients(loaded: Engine) -> None:
+    assert _run(loaded, "Patient", [], P1_ONLY)[0] == ["p1"]
+    assert _run(loaded, "Patient", [], Access("none"))[0] == []
 
+
+def test_access_applies_inside_chains_and_has(loaded: Engine) -> None:
+    everything = _run(loaded, "Observation", [("subject.gender", "male,female")], EVERYTHING)[0]
+    restricted = _run(loaded, "Observation", [("subject.gender", "male,female")], P1_ONLY)[0]
+    assert set(restricted) < set(everything)
+    has = [("_has:Observation:subject:code", "8480-6")]
+    assert _run(loaded, "Patient", has, EVERYTHING)[0] == ["p1", "p2"]
+    assert _run(loaded, "Patient", has, P1_ONLY)[0] == ["p1"]
+
+
+def test_types_outside_the_scopes_are_never_returned(loaded: Engine) -> None:
+    only_patients = Access(read_types=frozenset({"Patient"}))
+    params = [("code", "8480-6"), ("_include", "Observation:subject")]
+    assert _run(loaded, "Observation", params, only_patients) == ([], [])
+    obs_only = Access(read_types=frozenset({"Observation"}))
+    assert _run(loaded, "Observation", params, obs_only) == (["o1", "o2"], [])
+
+
+def test_access_prints_in_the_query_tree(loaded: Any) -> None:
     query = parse_query(registry(), ("Patient",), [("gender", "male")])
-    assert str(scope(query, None, _only({"p2"})).where) == "(and (token gender 'male') (policy only p2))"
+    assert str(scope(query, None, P1_ONLY).where).startswith("(and (token gender 'male') (access own")
+    assert scope(query, None, EVERYTHING).where == query.where

@@ -19,6 +19,7 @@ from sqlalchemy import Column, ColumnElement, Table, and_, or_, select, true
 from sqlalchemy.sql import visitors
 
 from fhir_server.errors import invalid, not_supported
+from fhir_server.search.access import EVERYTHING, Access
 from fhir_server.search.ast import Param, Value
 from fhir_server.search.registry import Registry, SearchParamImpl
 
@@ -47,6 +48,7 @@ class Ctx:
     depth: int = 0  # nesting of chains and _has, to name their aliases apart
     counting: bool = False  # a COUNT visits every match: the most selective term always drives
     db: str = ""  # which database the counts come from (remembered estimates are per database)
+    access: Access = EVERYTHING  # what the caller may see: applied inside chains and _has too
 
 
 @lru_cache(maxsize=256)

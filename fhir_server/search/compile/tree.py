@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy import (
     BinaryExpression,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
     tuple_,
     union,
 )
@@ -34,6 +36,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 from sqlalchemy.sql.util import ClauseAdapter
 
 from fhir_server.errors import invalid
+from fhir_server.search.access import Access
 from fhir_server.search.ast import And, Chain, Compartment, Has, Node, Not, Or, Param, Policy, TypeSwitch
 from fhir_server.search.cache import WhereCache, cacheable
 from fhir_server.search.compile import (
@@ -49,7 +52,9 @@ from fhir_server.search.compile import (
     token,
     uri,
 )
+from fhir_server.search.compile.access import access_clause
 from fhir_server.search.compile.common import Ctx, Probe, alias, in_index
+from fhir_server.search.parse import parse_query
 from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_reference
 from fhir_server.storage.schema import resource
@@ -96,8 +101,8 @@ def compile_node(node: Node, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[b
             return _has(node, res_type, r, ctx)
         case Compartment():
             return _compartment(node, res_type, r)
-        case Policy():
-            return node.clause(r.r if isinstance(r, Probe) else r, res_type)  # type: ignore[no-any-return]
+        case Policy(access):
+            return visible(access, res_type, r, ctx)
         case TypeSwitch(cases):
             return or_(*(and_(r.c.res_type == t, compile_node(n, t, r, ctx)) for t, n in cases))
     raise AssertionError(node)
@@ -345,7 +350,11 @@ def _chain(node: Chain, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     ctx = replace(ctx, depth=ctx.depth + 1)
     targets = (
         select(target.c.res_id)
-        .where(live(target, node.target), compile_node(node.node, node.target, target, ctx))
+        .where(
+            live(target, node.target),
+            compile_node(node.node, node.target, target, ctx),
+            visible(ctx.access, node.target, target, ctx),
+        )
         .correlate(None)
     )
     cond = and_(ref.c.target_type == node.target, ref.c.target_id.in_(targets))
@@ -356,7 +365,8 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     ref, source = alias(idx_reference, f"h{ctx.depth}"), alias(resource, f"hs{ctx.depth}")
     # Index rows exist only for current resources, so a filter that reads nothing but the
     # source's rid is checked on the reference row itself, without visiting the source row.
-    on_ref = _rid_only(node.node, node.source, ctx)
+    # (a hidden source must not reveal its target: restricted callers always visit the source)
+    on_ref = _rid_only(node.node, node.source, ctx) and ctx.access.unrestricted
     ctx = replace(ctx, depth=ctx.depth + 1)
     if isinstance(r, Probe):
         # Per row: the sources referencing this resource (found by its id), each tested in
@@ -369,7 +379,10 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
             probe = probe.where(compile_node(node.node, node.source, Probe(ref, r.fence), ctx))
         else:
             inner = compile_node(node.node, node.source, Probe(source, r.fence), ctx)
-            probe = probe.join_from(ref, source, source.c.rid == ref.c.rid).where(source.c.deleted == false(), inner)
+            seen = visible(ctx.access, node.source, source, ctx)
+            probe = probe.join_from(ref, source, source.c.rid == ref.c.rid).where(
+                source.c.deleted == false(), inner, seen
+            )
         # the target's type too: ids are unique per type only (a system search has no one type)
         probe = probe.where(ref.c.target_type == (res_type if res_type != "*" else r.c.res_type))
         found: ColumnElement[bool] = (probe.offset(0) if r.fence else probe).correlate(r.r).exists()
@@ -379,7 +392,11 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     else:
         sources = (
             select(source.c.rid)
-            .where(live(source, node.source), compile_node(node.node, node.source, source, ctx))
+            .where(
+                live(source, node.source),
+                compile_node(node.node, node.source, source, ctx),
+                visible(ctx.access, node.source, source, ctx),
+            )
             .correlate(None)
         )
         matched = ref.c.rid.in_(sources)
@@ -390,6 +407,27 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     ids = select(ref.c.target_id).where(*where, ref.c.target_type == res_type).correlate(None)
     cond: ColumnElement[bool] = r.c.res_id.in_(ids)
     return cond
+
+
+def visible(access: Access, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
+    """What `access` lets the caller see of rows of `r`: the policy, then granular scopes."""
+    if isinstance(r, Probe):
+        r = r.r
+    cond = access_clause(access, res_type, r, ctx)
+    if not access.constraints or access.unrestricted:
+        return cond
+    checks: list[ColumnElement[bool]] = [cond]
+    for type_ in dict.fromkeys(t for t, _q in access.constraints):
+        if res_type not in (type_, "*"):
+            continue
+        options = []
+        for t, q in access.constraints:
+            if t == type_:
+                parsed = parse_query(ctx.registry, (type_,), parse_qsl(q, keep_blank_values=True), strict=True)
+                options.append(true() if parsed.where is None else compile_node(parsed.where, type_, r, ctx))
+        match = or_(*options)
+        checks.append(match if res_type == type_ else or_(r.c.res_type != type_, match))
+    return and_(*checks)
 
 
 def _compartment(node: Compartment, res_type: str, r: Any) -> ColumnElement[bool]:

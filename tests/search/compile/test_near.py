@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fhir_server.errors import FhirError
+from fhir_server.search.access import EVERYTHING
 from fhir_server.search.compile.near import EARTH_RADIUS_M
 
 # Notre-Dame de Paris; the other points are placed at known great-circle distances from it.
@@ -166,7 +167,7 @@ def test_upgrade_to_0003_indexes_existing_resources_for_the_new_parameters(fresh
     def find(res_type: str, qs: str) -> list[str]:
         query = parse_query(registry(), (res_type,), parse_qsl(qs))
         with fresh_engine.connect() as conn:
-            return [m.id for m in search(conn, query)[0].matches]
+            return [m.id for m in search(conn, query, EVERYTHING)[0].matches]
 
     assert find("Location", f"near={LAT0}|{LON0}|1|km") == ["old-center"]
     assert find("Location", "near=0|0|1|km") == []

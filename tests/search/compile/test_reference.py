@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fhir_server.errors import FhirError
+from fhir_server.search.access import EVERYTHING
 
 CASES = [
     ("Observation", "subject=Patient/p1", ["o1", "o3"]),
@@ -111,7 +112,7 @@ def test_system_search_with_list_keeps_types_apart(listed: None, engine: Any) ->
     from fhir_server.search.registry import registry
 
     with engine.connect() as conn:
-        result, _ = search(conn, parse_query(registry(), (), parse_qsl("_list=watch&_id=same-id")))
+        result, _ = search(conn, parse_query(registry(), (), parse_qsl("_list=watch&_id=same-id")), EVERYTHING)
     assert [(m.type, m.id) for m in result.matches] == [("Patient", "same-id")]
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 from fhir_server.errors import FhirError
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.search import search
+from fhir_server.search.access import EVERYTHING
 from fhir_server.search.ast import Value
 from fhir_server.search.compile.token import match_values
 from fhir_server.search.parse import parse_query
@@ -108,7 +109,7 @@ def find(engine: Engine, loader: Loader) -> Callable[[str], list[str]]:
     def run(qs: str) -> list[str]:
         query = parse_query(registry(), ("Observation",), parse_qsl(qs, keep_blank_values=True))
         with engine.connect() as conn:
-            result, _ = search(conn, query)
+            result, _ = search(conn, query, EVERYTHING)
         return sorted(m.id for m in result.matches)
 
     return run
@@ -216,7 +217,7 @@ def test_a_large_expansion_is_one_in_list_past_the_bound_parameter_limit(engine:
 def _conditions(engine: Engine, qs: str) -> list[str]:
     query = parse_query(registry(), ("Condition",), parse_qsl(qs, keep_blank_values=True))
     with engine.connect() as conn:
-        result, _ = search(conn, query)
+        result, _ = search(conn, query, EVERYTHING)
     return sorted(m.id for m in result.matches)
 
 

@@ -1,0 +1,222 @@
+"""The access value compiled to SQL: the care-team and consent policy as index-table subqueries.
+
+https://hl7.org/fhir/R4/compartmentdefinition-patient.html
+
+`access_clause(access, res_type, r, ctx)` is the condition a row of alias `r` (the `resource`
+table, or `resource_history`: both have rid, res_type and res_id) must meet to be visible.
+It is ANDed into the main query by the planner, into the inner queries of chains and `_has`,
+into includes, point reads and history: one function, so every path applies the same rule.
+
+The visible patients of a care-team caller, as one subquery on the index tables:
+
+    CareTeam.subject of every CareTeam whose status is active and one of whose participants
+    is the practitioner, one of their PractitionerRoles, one of those roles' organisations or
+    the caller's organisation; less the patients with an active Consent whose deny provision
+    names one of those actors (`deny-actor`, a parameter this server defines).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true, tuple_
+
+from fhir_server.definitions import patient_compartment
+from fhir_server.search.access import Access
+from fhir_server.search.compile.common import Ctx, Probe, alias
+from fhir_server.storage.index_schema import idx_reference, idx_token
+from fhir_server.storage.schema import resource
+
+__all__ = ["DENY_ACTOR", "access_clause", "patient_links", "visible_patients"]
+
+# Consent: the actors a deny provision names (top level or nested one level).
+DENY_ACTOR: dict[str, Any] = {
+    "resourceType": "SearchParameter",
+    "id": "Consent-deny-actor",
+    "url": "https://fhir.coordination-sante.fr/SearchParameter/Consent-deny-actor",
+    "name": "deny-actor",
+    "status": "active",
+    "description": "Actors named by a deny provision of the Consent (access policy)",
+    "code": "deny-actor",
+    "base": ["Consent"],
+    "type": "reference",
+    "expression": "Consent.provision.where(type='deny').actor.reference"
+    " | Consent.provision.provision.where(type='deny').actor.reference",
+    "target": ["Practitioner", "PractitionerRole", "Organization", "CareTeam", "RelatedPerson", "Group"],
+}
+
+# Links to a patient that the R4 Patient compartment leaves out but a coordination network needs.
+_EXTRA_LINKS = {"Task": ("subject",)}
+
+
+@lru_cache(maxsize=1)
+def patient_links() -> dict[str, tuple[str, ...]]:
+    """Type -> the reference parameters that link it to a patient (Patient itself: none)."""
+    out = {
+        e["code"]: tuple(e["param"])
+        for e in patient_compartment().get("resource", [])
+        if e.get("param") and e["code"] != "Patient"
+    }
+    for type_, params in _EXTRA_LINKS.items():
+        out[type_] = tuple(dict.fromkeys((*out.get(type_, ()), *params)))
+    return out
+
+
+def access_clause(access: Access, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
+    """The condition for a row of `r` (of `res_type`, or "*" for any) to be visible.
+
+    Granular-scope constraints are compiled by `tree.visible`, which calls this.
+    """
+    if isinstance(r, Probe):
+        r = r.r
+    if access.unrestricted:
+        return true()
+    if res_type != "*" and not access.may_read_type(res_type):
+        return false()
+    parts: list[ColumnElement[bool]] = []
+    if res_type == "*" and access.read_types is not None:
+        parts.append(r.c.res_type.in_(sorted(access.read_types)))
+    if access.patients != "all":
+        parts.append(_patient_data(access, res_type, r))
+    return and_(*parts) if parts else true()
+
+
+def _patient_data(access: Access, res_type: str, r: Any) -> ColumnElement[bool]:
+    links = patient_links()
+    if res_type == "Patient":
+        return _patient_ids_in(access, r.c.res_id)
+    if res_type != "*":
+        if res_type not in links:
+            return true()
+        return r.c.rid.in_(_linked_rids(access, (res_type,)))
+    return or_(
+        and_(r.c.res_type == "Patient", _patient_ids_in(access, r.c.res_id)),
+        and_(r.c.res_type.in_(sorted(links)), r.c.rid.in_(_linked_rids(access, tuple(sorted(links))))),
+        r.c.res_type.not_in(["Patient", *sorted(links)]),
+    )
+
+
+def _patient_ids_in(access: Access, column: Any) -> ColumnElement[bool]:
+    visible = visible_patients(access)
+    if visible is None:
+        return false()
+    cond: ColumnElement[bool] = column.in_(visible)
+    return cond
+
+
+def _linked_rids(access: Access, types: tuple[str, ...]) -> Any:
+    """rids of resources of `types` that reference a visible patient through a link parameter."""
+    ref = alias(idx_reference, "acc_link")
+    links = patient_links()
+    pairs = [(t, p) for t in types for p in links[t]]
+    scope = (
+        and_(ref.c.res_type == types[0], ref.c.param.in_(links[types[0]]))
+        if len(types) == 1
+        else tuple_(ref.c.res_type, ref.c.param).in_(pairs)
+    )
+    visible = visible_patients(access)
+    target = false() if visible is None else ref.c.target_id.in_(visible)
+    return select(ref.c.rid).where(scope, ref.c.target_type == "Patient", target).correlate(None)
+
+
+def visible_patients(access: Access) -> Any:
+    """The ids of the patients whose data `access` may read: a list, a subquery, or None (none)."""
+    if access.patients == "own":
+        return [access.patient]
+    if access.patients == "none" or not (access.practitioner or access.organization):
+        return None
+    s = alias(idx_reference, "acc_team")
+    status = alias(idx_token, "acc_status")
+    member = alias(idx_reference, "acc_member")
+    active = (
+        select(status.c.rid)
+        .where(status.c.rid == s.c.rid, status.c.param == "status", status.c.code == "active")
+        .exists()
+    )
+    participates = (
+        select(member.c.rid)
+        .where(member.c.rid == s.c.rid, member.c.param == "participant", _is_actor(access, member))
+        .exists()
+    )
+    return (
+        select(s.c.target_id)
+        .where(
+            s.c.res_type == "CareTeam",
+            s.c.param == "subject",
+            s.c.target_type == "Patient",
+            active,
+            participates,
+            not_(_denied(access, s.c.target_id)),
+        )
+        .correlate(None)
+    )
+
+
+def _denied(access: Access, patient_id: Any) -> ColumnElement[bool]:
+    """An active Consent of the patient whose deny provision names one of the caller's actors."""
+    who = alias(idx_reference, "acc_consent")
+    deny = alias(idx_reference, "acc_deny")
+    status = alias(idx_token, "acc_cstatus")
+    return (
+        select(who.c.rid)
+        .join(deny, deny.c.rid == who.c.rid)
+        .join(status, status.c.rid == who.c.rid)
+        .where(
+            who.c.res_type == "Consent",
+            who.c.param == "patient",
+            who.c.target_type == "Patient",
+            who.c.target_id == patient_id,
+            deny.c.param == "deny-actor",
+            _is_actor(access, deny),
+            status.c.param == "status",
+            status.c.code == "active",
+        )
+        .exists()
+    )
+
+
+def _is_actor(access: Access, ref: Any) -> ColumnElement[bool]:
+    """Whether reference row `ref` points at the caller: practitioner, their roles, organisations."""
+    options: list[ColumnElement[bool]] = []
+    orgs = [access.organization] if access.organization else []
+    if access.practitioner:
+        roles = _roles_of(access.practitioner)
+        role_ids = (
+            select(resource.c.res_id)
+            .where(resource.c.rid.in_(roles), resource.c.deleted == false())
+            .correlate(None)
+        )
+        role_orgs = alias(idx_reference, "acc_role_org")
+        org_ids = (
+            select(role_orgs.c.target_id)
+            .where(
+                role_orgs.c.rid.in_(roles),
+                role_orgs.c.param == "organization",
+                role_orgs.c.target_type == "Organization",
+            )
+            .correlate(None)
+        )
+        options += [
+            and_(ref.c.target_type == "Practitioner", ref.c.target_id == access.practitioner),
+            and_(ref.c.target_type == "PractitionerRole", ref.c.target_id.in_(role_ids)),
+            and_(ref.c.target_type == "Organization", ref.c.target_id.in_(org_ids)),
+        ]
+    if orgs:
+        options.append(and_(ref.c.target_type == "Organization", ref.c.target_id.in_(orgs)))
+    return or_(*options) if options else false()
+
+
+def _roles_of(practitioner: str) -> Any:
+    """rids of the PractitionerRoles of a practitioner (active or not: the CareTeam decides)."""
+    role = alias(idx_reference, "acc_role")
+    return (
+        select(role.c.rid)
+        .where(
+            role.c.res_type == "PractitionerRole",
+            role.c.param == "practitioner",
+            role.c.target_type == "Practitioner",
+            role.c.target_id == practitioner,
+        )
+        .correlate(None)
+    )
