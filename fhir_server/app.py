@@ -25,6 +25,7 @@ from fhir_server.api.http import error_response
 from fhir_server.api.openapi import openapi_document
 from fhir_server.api.operation_routes import OPERATION_DEFINITIONS
 from fhir_server.api.routes import ROUTES
+from fhir_server.auth import install_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.context import EVERYTHING, RequestContext
 from fhir_server.definitions import resource_types
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     document = openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info)
     app.openapi = lambda: document  # type: ignore[method-assign]
     _install_error_handlers(app)
+    install_auth(app, settings)
     return app
 
 

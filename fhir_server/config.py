@@ -60,6 +60,50 @@ class Settings(BaseSettings):
         description="What a meta.profile the server does not know gives: warning (accepted) or error (422)",
     )
 
+    # -- authentication and authorisation (fhir_server/auth/) ------------------------------------
+    auth: str = Field(
+        default="on", pattern="^(on|off)$",
+        description="on: every /fhir request needs a bearer token; off: no checks (local experiments only)",
+    )
+    auth_issuer: str = Field(
+        default="",
+        description="Issuer URL of the authorisation server (its endpoints live under it); "
+        "empty = the base URL with /fhir replaced by /auth",
+    )
+    token_lifetime_seconds: int = Field(default=300, ge=30, le=86400, description="Access token lifetime")
+    refresh_token_lifetime_seconds: int = Field(
+        default=30 * 86400, ge=60, description="Refresh token lifetime (offline_access); each use rotates it"
+    )
+    key_rotation_days: int = Field(
+        default=30, ge=1, description="Age at which the token signing key is replaced (the old one keeps verifying)"
+    )
+    external_issuer: str = Field(
+        default="", description="Issuer (iss) of an external OpenID provider whose tokens are accepted "
+        "(e.g. Pro Santé Connect); empty = none"
+    )
+    external_jwks_url: str = Field(default="", description="JWKS URL of the external issuer")
+    external_audience: str = Field(
+        default="", description="The aud (or azp) the external issuer's tokens must carry for this server"
+    )
+    external_scopes: str = Field(
+        default="user/*.rs openid fhirUser",
+        description="SMART scopes given to a professional authenticated by the external issuer",
+    )
+    external_algorithms: str = Field(
+        default="RS256,ES256,PS256", description="Signature algorithms accepted from the external issuer"
+    )
+    cors_origins: str = Field(
+        default="", description="Origins allowed by CORS (comma-separated; '*' = any; empty = no CORS headers)"
+    )
+    rate_limit_per_minute: int = Field(
+        default=1200, ge=0, description="Requests per minute per client (token) or per address (auth endpoints); 0 = off"
+    )
+    max_auth_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest body of an /auth request")
+    login_users: bool = Field(
+        default=True, description="Offer the local user login (users created by `fhir-server users add`) "
+        "on the authorize page"
+    )
+
     def required_profile_map(self) -> dict[str, list[str]]:
         """`required_profiles` as {type: [profile urls]}."""
         out: dict[str, list[str]] = {}

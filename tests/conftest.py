@@ -87,7 +87,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 def settings_factory(database_url: str) -> Any:
     def make(**overrides: Any) -> Settings:
         # Storing the profiles folder at each start costs ~0.7 s: only the tests about it ask for it.
-        return Settings(database_url=database_url, **{"load_profiles": False, **overrides})
+        return Settings(database_url=database_url, **{"load_profiles": False, "auth": "off", **overrides})
 
     return make
 

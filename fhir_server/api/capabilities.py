@@ -62,6 +62,11 @@ def build_capability_statement(
         "resource": resource_entries,
         "interaction": [{"code": c} for c in _SYSTEM if c in codes],
     }
+    if settings.auth == "on":
+        from fhir_server.auth.service import issuer_for
+        from fhir_server.auth.well_known import capability_security
+
+        rest["security"] = capability_security(issuer_for(settings, base_url))
     if operations and "operation" in codes:
         rest["operation"] = [{"name": name, "definition": url} for name, url in operations.items()]
     statement: dict[str, Any] = {
