@@ -25,7 +25,9 @@ from fhir_server.api.http import error_response
 from fhir_server.api.openapi import openapi_document
 from fhir_server.api.operation_routes import OPERATION_DEFINITIONS
 from fhir_server.api.routes import ROUTES
-from fhir_server.auth import install_auth
+from fhir_server.audit.hooks import record_write
+from fhir_server.audit.middleware import AuditMiddleware, AuditWriter
+from fhir_server.auth import caller_of, install_auth, policy
 from fhir_server.config import Settings, get_settings
 from fhir_server.context import EVERYTHING, RequestContext
 from fhir_server.definitions import resource_types
@@ -64,21 +66,32 @@ def _conformance_hook(profiles: ProfileService) -> Any:
 
 
 def _context_factory(settings: Settings, profiles: ProfileService) -> Any:
+    """The RequestContext of a request (built once per request), or of the server itself."""
 
     def make(request: Request | None) -> RequestContext:
-        if request is None:
-            base = settings.base_url.rstrip("/")
-            request_id = ""
-        else:
-            base = settings.base_url.rstrip("/") or f"{str(request.base_url).rstrip('/')}{FHIR_BASE}"
-            request_id = request.headers.get("x-request-id", "")
-        return RequestContext(
+        if request is None:  # the server's own work (loading profiles at start)
+            return RequestContext(
+                settings=settings,
+                base_url=settings.base_url.rstrip("/"),
+                access=EVERYTHING,
+                validate_profiles=profiles.validate_for_write,
+            )
+        made: RequestContext | None = getattr(request.state, "fhir_context", None)
+        if made is not None:
+            return made
+        caller = caller_of(request)
+        client = request.client
+        made = RequestContext(
             settings=settings,
-            base_url=base,
-            access=EVERYTHING,
-            request_id=request_id,
+            base_url=settings.base_url.rstrip("/") or f"{str(request.base_url).rstrip('/')}{FHIR_BASE}",
+            access=policy.request_access(caller),
+            request_id=request.headers.get("x-request-id", ""),
+            agent=policy.agent(caller, client.host if client else ""),
+            permits=policy.permits(caller),  # type: ignore[arg-type]
             validate_profiles=profiles.validate_for_write,
         )
+        request.state.fhir_context = made
+        return made
 
     return make
 
@@ -106,6 +119,11 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         await store.start()
         hook = _conformance_hook(profiles)
         store.hooks.after_commit.append(hook)
+        audited = settings.auth == "on"
+        if audited:  # with auth off there is nobody to record
+            store.hooks.in_tx.append(record_write)
+            app.state.audit_writer = AuditWriter(store)
+            app.state.audit_writer.start()
         app.state.storage = store
         ucum.warm_up()
         await store.run_read(load_custom_parameters)
@@ -117,6 +135,10 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             yield
         finally:
             store.hooks.after_commit.remove(hook)
+            if audited:
+                await app.state.audit_writer.close()
+                app.state.audit_writer = None
+                store.hooks.in_tx.remove(record_write)
             await stop_jobs(store)
             if storage is None:
                 await store.close()
@@ -166,6 +188,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     document = openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info)
     app.openapi = lambda: document  # type: ignore[method-assign]
     _install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)  # inside the auth middleware: the caller is known
     install_auth(app, settings)
     return app
 

@@ -13,7 +13,6 @@ from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError, invalid, not_found, processing
 from fhir_server.fhir.resource import stamp
 from fhir_server.indexing import write_index
-from fhir_server.search.access import EVERYTHING
 from fhir_server.search.reindex import indexable, register_search_parameter
 from fhir_server.search.writes import check_write
 from fhir_server.storage import StoredResource, WriteTx
@@ -28,6 +27,10 @@ class WriteResult:
     stored: StoredResource
     created: bool  # 201 rather than 200
     existing: bool = False  # conditional create matched: nothing was written
+
+
+# Never changed through the API once written: the audit trail.
+APPEND_ONLY = frozenset({"AuditEvent"})
 
 
 def check_type(type_: str) -> None:
@@ -69,6 +72,7 @@ def store_version(
     id_: str,
     resource: dict[str, Any] | None,
     method: str,
+    system: bool = False,
 ) -> StoredResource:
     """Write the next version of `type_/id_` (None = a deletion) and its index rows.
 
@@ -81,12 +85,13 @@ def store_version(
     if previous and last_updated <= previous.last_updated:
         last_updated = previous.last_updated + 1  # versions of one resource keep strict time order
     stored, body = stamp(resource, id_, version, last_updated) if resource is not None else (None, None)
-    access = tx.ctx.access if tx.ctx is not None else EVERYTHING
-    if tx.ctx is not None:
+    if tx.ctx is not None and not system:  # the server's own records (audit) are not the caller's writes
         fresh = previous is None or previous.deleted
+        if type_ in APPEND_ONLY and not fresh:
+            raise FhirError(405, f"{type_} is append-only: it cannot be updated or deleted", "not-supported")
         tx.ctx.require(type_, "d" if resource is None else ("c" if fresh else "u"))
-    if not access.unrestricted:
-        check_write(tx, access, previous, type_, id_, stored)
+        if not tx.ctx.access.unrestricted:
+            check_write(tx, tx.ctx.access, previous, type_, id_, stored)
     rid = tx.put(previous, type_, id_, version, last_updated, method, body)
     write_index(tx.conn, rid, type_, stored)
     if type_ == "SearchParameter" and stored is not None and indexable(stored):

@@ -9,9 +9,10 @@ from urllib.parse import parse_qsl
 
 from fhir_server.errors import invalid
 from fhir_server.search import EVERYTHING, find_ids
+from fhir_server.search.reads import read_visible
 from fhir_server.storage import WriteTx
 
-__all__ = ["criteria", "resolve"]
+__all__ = ["criteria", "resolve", "visible_to"]
 
 # Parameters that shape a response, not a match: never part of the criteria.
 _RESULT_PARAMS = frozenset({"_format", "_pretty", "_summary", "_elements"})
@@ -36,3 +37,9 @@ def resolve(tx: WriteTx, type_: str, params: list[tuple[str, str]], limit: int) 
     tx.lock(type_ + "?" + "&".join(f"{k}={v}" for k, v in sorted(params)))
     access = tx.ctx.access if tx.ctx is not None else EVERYTHING
     return find_ids(tx.conn, type_, params, limit, access)
+
+
+def visible_to(tx: WriteTx, type_: str, id_: str) -> bool:
+    """Whether the writer may see the current `type_/id_` (always, for unrestricted access)."""
+    access = tx.ctx.access if tx.ctx is not None else EVERYTHING
+    return access.unrestricted or read_visible(tx.conn, access, type_, id_) is not None

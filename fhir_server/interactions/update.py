@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.context import RequestContext
-from fhir_server.errors import invalid, precondition_failed
+from fhir_server.errors import invalid, not_found, precondition_failed
 from fhir_server.fhir.resource import new_id, valid_id
 from fhir_server.interactions.common import WriteResult, check_resource, check_type, store_version
-from fhir_server.interactions.conditional import criteria, resolve
+from fhir_server.interactions.conditional import criteria, resolve, visible_to
 from fhir_server.storage import Storage, StoredResource, WriteTx
 
 __all__ = ["check_version", "conditional_target", "conditional_update", "update", "update_in"]
@@ -47,6 +47,8 @@ def conditional_target(
     id_ = body_id or new_id()
     current = tx.current(type_, id_)
     if current is not None and not current.deleted:
+        if not visible_to(tx, type_, id_):
+            raise not_found(f"{type_}/{id_} is not known")  # hidden: its existence must not leak
         raise invalid(f"{type_}/{id_} exists but does not match the criteria '{query}'")
     return id_, False
 

@@ -208,7 +208,27 @@ class Registry:
                 self.generation += 1
 
 
+# Parameters this server defines beside R4's (the access policy reads their index rows).
+SERVER_PARAMETERS: tuple[dict[str, Any], ...] = (
+    {
+        "resourceType": "SearchParameter",
+        "id": "Consent-deny-actor",
+        "url": "https://fhir.coordination-sante.fr/SearchParameter/Consent-deny-actor",
+        "name": "deny-actor",
+        "status": "active",
+        "description": "Actors named by a deny provision of the Consent (top level or nested once): "
+        "the access policy hides the patient's data from them",
+        "code": "deny-actor",
+        "base": ["Consent"],
+        "type": "reference",
+        "expression": "Consent.provision.where(type='deny').actor.reference"
+        " | Consent.provision.provision.where(type='deny').actor.reference",
+        "target": ["Practitioner", "PractitionerRole", "Organization", "CareTeam", "RelatedPerson", "Group"],
+    },
+)
+
+
 @lru_cache(maxsize=1)
 def registry() -> Registry:
-    """The process-wide registry built from the vendored R4 definitions."""
-    return Registry.from_definitions(_definitions())
+    """The process-wide registry built from the vendored R4 definitions and `SERVER_PARAMETERS`."""
+    return Registry.from_definitions([*_definitions(), *SERVER_PARAMETERS])

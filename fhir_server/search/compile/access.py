@@ -12,7 +12,7 @@ The visible patients of a care-team caller, as one subquery on the index tables:
     CareTeam.subject of every CareTeam whose status is active and one of whose participants
     is the practitioner, one of their PractitionerRoles, one of those roles' organisations or
     the caller's organisation; less the patients with an active Consent whose deny provision
-    names one of those actors (`deny-actor`, a parameter this server defines).
+    names one of those actors (`deny-actor`, a parameter this server defines: `search.registry.SERVER_PARAMETERS`).
 """
 
 from __future__ import annotations
@@ -28,23 +28,7 @@ from fhir_server.search.compile.common import Ctx, Probe, alias
 from fhir_server.storage.index_schema import idx_reference, idx_token
 from fhir_server.storage.schema import resource
 
-__all__ = ["DENY_ACTOR", "access_clause", "patient_links", "visible_patients"]
-
-# Consent: the actors a deny provision names (top level or nested one level).
-DENY_ACTOR: dict[str, Any] = {
-    "resourceType": "SearchParameter",
-    "id": "Consent-deny-actor",
-    "url": "https://fhir.coordination-sante.fr/SearchParameter/Consent-deny-actor",
-    "name": "deny-actor",
-    "status": "active",
-    "description": "Actors named by a deny provision of the Consent (access policy)",
-    "code": "deny-actor",
-    "base": ["Consent"],
-    "type": "reference",
-    "expression": "Consent.provision.where(type='deny').actor.reference"
-    " | Consent.provision.provision.where(type='deny').actor.reference",
-    "target": ["Practitioner", "PractitionerRole", "Organization", "CareTeam", "RelatedPerson", "Group"],
-}
+__all__ = ["access_clause", "patient_links", "visible_patients"]
 
 # Links to a patient that the R4 Patient compartment leaves out but a coordination network needs.
 _EXTRA_LINKS = {"Task": ("subject",)}
@@ -203,7 +187,25 @@ def _is_actor(access: Access, ref: Any) -> ColumnElement[bool]:
             and_(ref.c.target_type == "Organization", ref.c.target_id.in_(org_ids)),
         ]
     if orgs:
+        # the organisation itself, or one of its PractitionerRoles (its members)
+        members = alias(idx_reference, "acc_org_role")
+        member_rids = (
+            select(members.c.rid)
+            .where(
+                members.c.res_type == "PractitionerRole",
+                members.c.param == "organization",
+                members.c.target_type == "Organization",
+                members.c.target_id.in_(orgs),
+            )
+            .correlate(None)
+        )
+        member_ids = (
+            select(resource.c.res_id)
+            .where(resource.c.rid.in_(member_rids), resource.c.deleted == false())
+            .correlate(None)
+        )
         options.append(and_(ref.c.target_type == "Organization", ref.c.target_id.in_(orgs)))
+        options.append(and_(ref.c.target_type == "PractitionerRole", ref.c.target_id.in_(member_ids)))
     return or_(*options) if options else false()
 
 
