@@ -23,7 +23,9 @@ from fhir_server.validation.conformance import ConformanceRegistry
 __all__ = ["OPERATIONS"]
 
 
-async def _target(ctx: RequestContext, store: Storage, type_: str, id_: str | None, inputs: OperationInput, name: str) -> Any:
+async def _target(
+    ctx: RequestContext, store: Storage, type_: str, id_: str | None, inputs: OperationInput, name: str,
+) -> Any:
     """The ValueSet/CodeSystem/ConceptMap to work on: the instance, an inline resource, or a url."""
     if id_ is not None:
         stored = await read(ctx, store, type_, id_)
@@ -32,7 +34,9 @@ async def _target(ctx: RequestContext, store: Storage, type_: str, id_: str | No
     return inputs.resources.get(name) or inputs.text("url")
 
 
-async def expand(registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
+async def expand(
+    registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput,
+) -> Any:
     target = await _target(ctx, store, "ValueSet", id_, inputs, "valueSet")
     if not target:
         raise invalid("ValueSet/$expand needs a url, a valueSet, or an instance")
@@ -68,14 +72,18 @@ async def cs_validate_code(
     return terminology.validate_code(registry, None, code, url or system, display)
 
 
-async def lookup(registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
+async def lookup(
+    registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput,
+) -> Any:
     code, system, _ = _code_system_display(inputs)
     if id_ is not None:
         system = (await _target(ctx, store, "CodeSystem", id_, inputs, "codeSystem")).get("url")
     return terminology.lookup(registry, system, code, inputs.text("version"))
 
 
-async def translate(registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput) -> Any:
+async def translate(
+    registry: ConformanceRegistry, ctx: RequestContext, store: Storage, id_: str | None, inputs: OperationInput,
+) -> Any:
     url = inputs.text("url")
     if id_ is not None:
         url = (await _target(ctx, store, "ConceptMap", id_, inputs, "conceptMap")).get("url")
