@@ -177,6 +177,16 @@ async def test_conditional_writes_cannot_probe_or_touch_hidden_resources(world: 
     assert r.status_code in (403, 404), r.text
     r = await world.http.post("/Observation", json=_obs("x", "pa"), headers={**dr_a, "If-None-Exist": "_id=ob"})
     assert r.status_code == 201  # ob is invisible: no match, a new Observation of pa
+    patch = b'[{"op": "add", "path": "/status", "value": "amended"}]'
+    r = await world.http.patch("/Observation?_id=ob", content=patch,
+                               headers={**dr_a, "Content-Type": "application/json-patch+json"})
+    assert r.status_code == 404
+    r = await world.http.patch("/Observation/ob", content=patch,
+                               headers={**dr_a, "Content-Type": "application/json-patch+json"})
+    assert r.status_code == 404
+    assert (await world.get("/Observation/ob", feed)).json()["status"] == "final"
+    r = await world.get("/Patient/pb/$validate?mode=delete", dr_a)
+    assert r.status_code == 404
 
 
 async def test_writes_refused_for_patients_out_of_reach(world: World, dr_a: dict[str, str]) -> None:
