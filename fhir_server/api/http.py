@@ -24,7 +24,7 @@ from fhir_server.errors import (
     unsupported_media_type,
 )
 from fhir_server.fhir.json import dumps, dumps_pretty, loads
-from fhir_server.fhir.resource import http_date
+from fhir_server.fhir.resource import etag_version, http_date
 from fhir_server.storage import Storage
 
 __all__ = [
@@ -108,13 +108,10 @@ def if_match(request: Request) -> int | None:
     value = request.headers.get("if-match")
     if value is None:
         return None
-    tag = value.strip()
-    if tag.startswith("W/"):
-        tag = tag[2:]
-    tag = tag.strip('"')
-    if not tag.isdigit() or len(tag) > 9:
+    version = etag_version(value)
+    if version is None:
         raise invalid(f"If-Match: {value} is not a version ETag such as W/\"3\"")
-    return int(tag)
+    return version
 
 
 async def read_body(request: Request, max_bytes: int, patch: bool = False) -> tuple[Any, str]:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.bundle_dispatch import entry_dispatcher
 from fhir_server.api.http import (
     context,
     fhir_response,
@@ -273,7 +274,8 @@ async def bundle_route(request: Request) -> Response:
     media = response_type(request)
     body, _ = await read_body(request, context(request).settings.max_body_bytes)
     wanted = prefer(request).get("return", "representation")
-    result = await process_bundle(context(request), storage(request), body, wanted)
+    dispatch = entry_dispatcher(request, "/fhir")
+    result = await process_bundle(context(request), storage(request), body, wanted, dispatch)
     return fhir_response(request, result, 200, None, media)
 
 

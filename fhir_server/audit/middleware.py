@@ -38,6 +38,7 @@ class AuditWriter:
         self.queue: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # a flush returns once what was queued before it is stored
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="fhir-audit-writer")
@@ -57,6 +58,10 @@ class AuditWriter:
             await self.flush()
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self.queue:
             batch, self.queue = self.queue[:BATCH], self.queue[BATCH:]
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from fhir_server.errors import FhirError, invalid, not_supported, too_large
 from fhir_server.fhir.json import loads
-from fhir_server.fhir.resource import valid_id
+from fhir_server.fhir.resource import etag_version, valid_id
 from fhir_server.interactions.common import check_type
 from fhir_server.interactions.patch import FHIRPATH_PATCH, JSON_PATCH
 
@@ -37,6 +37,11 @@ class BundleEntry:
     if_none_exist: str | None
     patch_kind: str | None = None
     url: str = ""
+    # Served through the route table like a plain HTTP request (every batch entry, every
+    # read): `path` is the url below the base, `headers` the request.* fields as HTTP headers.
+    routed: bool = False
+    path: str = ""
+    headers: dict[str, str] | None = None
 
     @property
     def where(self) -> str:
@@ -63,10 +68,38 @@ def parse_bundle(body: Any, base_url: str, max_entries: int) -> tuple[str, list[
         raise invalid("Bundle.entry must be an array", expression="Bundle.entry")
     if len(raw_entries) > max_entries:
         raise too_large(f"The Bundle has {len(raw_entries)} entries; this server takes at most {max_entries}")
-    return kind, [_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)]
+    return kind, [_entry(i, raw, base_url, kind) for i, raw in enumerate(raw_entries)]
 
 
-def _entry(i: int, raw: Any, base_url: str) -> BundleEntry:
+_HEADERS = {"ifMatch": "If-Match", "ifNoneExist": "If-None-Exist", "ifNoneMatch": "If-None-Match",
+            "ifModifiedSince": "If-Modified-Since"}
+
+
+def _routed(i: int, method: str, url: str, request: dict[str, Any], raw: dict[str, Any], base_url: str) -> BundleEntry:
+    """An entry served through the route table: any interaction or operation the API offers."""
+    where = f"Bundle.entry[{i}]"
+    path = url[len(base_url) + 1 :] if url.startswith(base_url + "/") else url
+    if "://" in path:
+        raise not_supported(f"{where}.request.url {url} is not on this server")
+    if not path.split("?")[0].strip("/") and method == "POST":
+        raise not_supported(f"{where}: a Bundle inside a Bundle is not processed")
+    headers = {name: str(request[key]) for key, name in _HEADERS.items() if request.get(key) is not None}
+    resource = raw.get("resource")
+    segments = [s for s in path.split("?")[0].split("/") if s]
+    is_operation = bool(segments) and segments[-1].startswith("$")
+    if method in ("POST", "PUT", "PATCH") and resource is None and not is_operation:
+        raise invalid(f"{where}: a {method} entry needs a resource", expression=f"{where}.resource")
+    entry = BundleEntry(
+        index=i, method="GET" if method == "HEAD" else method, type_=segments[0] if segments else "", id_=None,
+        vid=None, query=None, operation=None, resource=resource, full_url=raw.get("fullUrl"), if_match=None,
+        if_none_exist=request.get("ifNoneExist"), url=url, routed=True, path=path, headers=headers,
+    )
+    if method == "PATCH" and resource is not None:
+        entry.patch_kind, entry.resource = _patch_document(resource, where)
+    return entry
+
+
+def _entry(i: int, raw: Any, base_url: str, kind: str) -> BundleEntry:
     where = f"Bundle.entry[{i}]"
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise invalid(f"{where} needs a request", expression=f"{where}.request")
@@ -79,6 +112,10 @@ def _entry(i: int, raw: Any, base_url: str) -> BundleEntry:
     url = request.get("url")
     if not isinstance(url, str) or not url:
         raise invalid(f"{where}.request.url is required", expression=f"{where}.request.url")
+    if raw.get("resource") is not None and not isinstance(raw.get("resource"), dict):
+        raise invalid(f"{where}.resource must be a resource", expression=f"{where}.resource")
+    if kind == "batch" or method in ("GET", "HEAD"):
+        return _routed(i, method, url, request, raw, base_url)
     resource = raw.get("resource")
     if resource is not None and not isinstance(resource, dict):
         raise invalid(f"{where}.resource must be a resource", expression=f"{where}.resource")
@@ -160,10 +197,10 @@ def _check_shape(e: BundleEntry) -> None:
 def _version(value: Any, where: str) -> int | None:
     if value is None:
         return None
-    tag = str(value).strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    version = etag_version(str(value))
+    if version is None:
         raise invalid(f"{where}.request.ifMatch {value} is not a version ETag", expression=f"{where}.request.ifMatch")
-    return int(tag)
+    return version
 
 
 def _patch_document(resource: dict[str, Any], where: str) -> tuple[str, Any]:

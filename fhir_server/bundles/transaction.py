@@ -12,25 +12,31 @@ reports each failure in that entry's response.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from fhir_server.bundles.entries import BundleEntry, annotate, parse_bundle
-from fhir_server.bundles.reads import read_entry
 from fhir_server.bundles.references import conditional_references, rewrite_references
 from fhir_server.context import RequestContext
 from fhir_server.errors import FhirError, invalid, issue, outcome, precondition_failed
 from fhir_server.fhir.bundles import bundle_bytes, entry_bytes
+from fhir_server.fhir.json import loads
 from fhir_server.fhir.resource import instant, new_id
 from fhir_server.interactions import create, delete, patch, update
 from fhir_server.interactions.common import WriteResult, check_resource, store_version
 from fhir_server.interactions.conditional import criteria, resolve
 from fhir_server.storage import Storage, StoredResource, WriteTx
 
-__all__ = ["process_bundle"]
+__all__ = ["Dispatch", "EntryResult", "process_bundle"]
 
 # The processing order of a transaction's entries (R4 http.html#trules).
 ORDER = ("DELETE", "POST", "PUT", "PATCH", "GET")
+
+
+# Serves one entry as the API serves the same HTTP request: (status, headers, body).
+Dispatch = Callable[[BundleEntry], Awaitable[tuple[int, dict[str, str], bytes]]]
 
 
 @dataclass
@@ -39,19 +45,28 @@ class EntryResult:
     stored: StoredResource | None = None
     body: bytes | None = None  # a read's or an error's answer
     outcome: dict[str, Any] | None = None
+    location: str | None = None  # the answer of a routed entry
+    etag: str | None = None
+    last_modified: str | None = None
 
 
-async def process_bundle(ctx: RequestContext, store: Storage, body: Any, prefer_return: str) -> bytes:
+async def process_bundle(
+    ctx: RequestContext, store: Storage, body: Any, prefer_return: str, dispatch: Dispatch
+) -> bytes:
+    """A batch serves every entry through `dispatch` (the route table); a transaction writes its
+    write entries in one database transaction, then serves its reads through `dispatch`."""
     kind, entries = parse_bundle(body, ctx.base_url, ctx.settings.max_bundle_entries)
     if kind == "transaction":
-        results = await _transaction(ctx, store, entries)
+        results = await _transaction(ctx, store, entries, dispatch)
     else:
-        results = [await _batch_entry(ctx, store, e) for e in entries]
+        results = [await _routed(dispatch, e) for e in entries]
     return _response(ctx, f"{kind}-response", entries, results, prefer_return)
 
 
 # -- transaction -------------------------------------------------------------------------
-async def _transaction(ctx: RequestContext, store: Storage, entries: list[BundleEntry]) -> list[EntryResult]:
+async def _transaction(
+    ctx: RequestContext, store: Storage, entries: list[BundleEntry], dispatch: Dispatch
+) -> list[EntryResult]:
     _check_overlap(entries)
     by_method = {m: [e for e in entries if e.method == m] for m in ORDER}
     results: dict[int, EntryResult] = {}
@@ -73,7 +88,7 @@ async def _transaction(ctx: RequestContext, store: Storage, entries: list[Bundle
 
     done = await store.write(run, ctx)
     for e in by_method["GET"]:
-        done[e.index] = await _read(ctx, store, e)
+        done[e.index] = await _routed(dispatch, e)
     return [done[e.index] for e in entries]
 
 
@@ -166,43 +181,23 @@ def _written(result: WriteResult) -> EntryResult:
     return EntryResult("201 Created" if result.created else "200 OK", result.stored)
 
 
-async def _read(ctx: RequestContext, store: Storage, e: BundleEntry) -> EntryResult:
-    try:
-        status, body = await read_entry(ctx, store, e)
-        return EntryResult(status, body=body)
-    except FhirError as exc:
-        return EntryResult(_status_text(exc.status), outcome=exc.outcome)
-
-
-# -- batch -------------------------------------------------------------------------------
-async def _batch_entry(ctx: RequestContext, store: Storage, e: BundleEntry) -> EntryResult:
-    try:
-        if e.method == "GET":
-            status, body = await read_entry(ctx, store, e)
-            return EntryResult(status, body=body)
-        if e.method == "DELETE":
-            if e.query is not None:
-                gone = await delete.conditional_delete(ctx, store, e.type_, e.query)
-            else:
-                assert e.id_ is not None
-                one = await delete.delete(ctx, store, e.type_, e.id_, e.if_match)
-                gone = [one] if one else []
-            return EntryResult("204 No Content", gone[0] if len(gone) == 1 else None)
-        if e.method == "POST":
-            result = await create.create(ctx, store, e.type_, e.resource, e.if_none_exist)
-            return EntryResult("200 OK" if result.existing else "201 Created", result.stored)
-        if e.method == "PUT":
-            if e.query is not None:
-                return _written(await update.conditional_update(ctx, store, e.type_, e.query, e.resource, e.if_match))
-            assert e.id_ is not None
-            return _written(await update.update(ctx, store, e.type_, e.id_, e.resource, e.if_match))
-        kind = str(e.patch_kind)
-        if e.query is not None:
-            return _written(await patch.conditional_patch(ctx, store, e.type_, e.query, kind, e.resource, e.if_match))
-        assert e.id_ is not None
-        return _written(await patch.patch(ctx, store, e.type_, e.id_, kind, e.resource, e.if_match))
-    except FhirError as exc:
-        return EntryResult(_status_text(exc.status), outcome=annotate(exc, e).outcome)
+# -- batch and reads: through the route table ---------------------------------------------
+async def _routed(dispatch: Dispatch, e: BundleEntry) -> EntryResult:
+    """An entry served by the same route, handler and headers as the plain HTTP request."""
+    status, headers, body = await dispatch(e)
+    result = EntryResult(_status_text(status))
+    if status >= 400:
+        result.outcome = loads(body) if body else outcome([issue(f"HTTP {status}", "processing")])
+    elif body and e.method != "GET" and "$" not in e.path and b'"resourceType":"OperationOutcome"' in body[:48]:
+        result.outcome = loads(body)  # a write's Prefer: return=OperationOutcome, or a delete's message
+    elif body:
+        result.body = body
+    result.location = headers.get("location")
+    result.etag = headers.get("etag")
+    modified = headers.get("last-modified")
+    if modified:
+        result.last_modified = instant(int(parsedate_to_datetime(modified).timestamp() * 1_000_000))
+    return result
 
 
 # -- response ----------------------------------------------------------------------------
@@ -249,6 +244,14 @@ def _response(
                 response["outcome"] = outcome(
                     [issue(f"{e.method} {e.url}: {r.status}", "informational", "information")]
                 )
+        elif r.location is not None:
+            path = r.location.removeprefix(ctx.base_url + "/")
+            fields["fullUrl"] = f"{ctx.base_url}/{path.split('/_history/')[0]}"
+            response["location"] = path
+        if r.stored is None and r.etag:
+            response["etag"] = r.etag
+        if r.stored is None and r.last_modified:
+            response["lastModified"] = r.last_modified
         if r.outcome is not None:
             response["outcome"] = r.outcome
         out.append(entry_bytes(fields, body, {"response": response}))

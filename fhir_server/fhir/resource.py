@@ -14,6 +14,7 @@ from fhir_server import clock
 from fhir_server.fhir.json import dumps
 
 __all__ = [
+    "etag_version",
     "ID_RE",
     "http_date",
     "instant",
@@ -31,6 +32,19 @@ _INSTANT_RE = re.compile(
 
 def valid_id(value: str) -> bool:
     return bool(ID_RE.match(value))
+
+
+def etag_version(value: str) -> int | None:
+    """The version a version ETag names (`W/"3"`, `"3"` or `3`); None when it is not one.
+
+    The one parser of If-Match, whether it comes as an HTTP header or a Bundle entry's
+    `request.ifMatch`.
+    """
+    tag = value.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    return int(tag) if tag.isdigit() and len(tag) <= 9 else None
 
 
 def new_id() -> str:

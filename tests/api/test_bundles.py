@@ -180,3 +180,37 @@ async def test_prefer_minimal_omits_resources(client: httpx.AsyncClient) -> None
 async def test_metadata_lists_transaction_and_batch(client: httpx.AsyncClient) -> None:
     codes = [i["code"] for i in (await client.get("/metadata")).json()["rest"][0]["interaction"]]
     assert "transaction" in codes and "batch" in codes
+
+
+async def test_batch_entries_go_through_the_route_table(client: httpx.AsyncClient) -> None:
+    """Every interaction and operation of the API works in a batch entry, with its headers."""
+    r = await client.put("/Patient/rt1", json={**PATIENT, "id": "rt1"})
+    assert r.status_code == 201
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Patient/rt1"}}
+    await client.post("/Observation", json=obs)
+    entries = [
+        {"request": {"method": "GET", "url": "Patient/rt1/Observation"}},  # compartment search
+        {"request": {"method": "GET", "url": "?_type=Patient&_id=rt1"}},  # system search
+        {"request": {"method": "GET", "url": "Patient/rt1?_summary=true"}},  # _summary on a read
+        {"resource": {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": PATIENT}]},
+         "request": {"method": "POST", "url": "Patient/$validate"}},  # an operation
+        {"request": {"method": "GET", "url": "Patient/rt1", "ifNoneMatch": 'W/"1"'}},  # conditional read
+        {"resource": {**PATIENT, "id": "rt1"}, "request": {"method": "PUT", "url": "Patient/rt1",
+                                                         "ifMatch": 'W/"9"'}},  # If-Match conflict
+        {"request": {"method": "GET", "url": "Nope/1"}},
+        {"request": {"method": "DELETE", "url": "Patient/absent"}},
+    ]
+    r = await client.post("", json=_bundle("batch", *entries))
+    assert r.status_code == 200, r.text
+    out = r.json()["entry"]
+    assert [e["response"]["status"].split()[0] for e in out] == ["200", "200", "200", "200", "304", "412", "404",
+                                                                 out[7]["response"]["status"].split()[0]]
+    assert out[0]["resource"]["entry"][0]["resource"]["resourceType"] == "Observation"
+    assert out[1]["resource"]["entry"][0]["resource"]["id"] == "rt1"
+    assert out[2]["resource"]["meta"]["tag"][0]["code"] == "SUBSETTED"
+    assert out[3]["resource"]["resourceType"] == "OperationOutcome"
+    assert out[5]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    # the same answer as the plain HTTP request
+    plain = await client.delete("/Patient/absent")
+    assert out[7]["response"]["status"].startswith(str(plain.status_code))
