@@ -8,6 +8,7 @@ pool), `--clients` coroutines at a time. HTTP is not in the loop: these are the 
 "Paging to page 5" shapes follow the next links and time the fifth page.
 
     python bench/search.py --url sqlite:///bench/data/search-1k.db --patients 1000
+    python bench/search.py --url sqlite:///bench/data/search-1k.db --patients 1000 --practitioner pr-3
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 
 from fhir_server.config import Settings
-from fhir_server.context import EVERYTHING, RequestContext
+from fhir_server.context import EVERYTHING, Access, RequestContext
 from fhir_server.interactions.search import search_compartment, search_type
 from fhir_server.storage import open_storage
 
@@ -97,11 +98,15 @@ async def _one(ctx: RequestContext, store: Any, name: str, shape: Shape, rng: ra
     return time.perf_counter() - started
 
 
-async def run(url: str, patients: int, clients: int, rounds: int, seed: int = 7) -> dict[str, list[float]]:
+async def run(
+    url: str, patients: int, clients: int, rounds: int, seed: int = 7, practitioner: str | None = None
+) -> dict[str, list[float]]:
     settings = Settings(database_url=url, sqlite_readers=clients, pg_pool_size=clients)
     store = open_storage(settings)
     await store.start()
-    ctx = RequestContext(settings=settings, base_url=BASE, access=EVERYTHING)
+    # --practitioner: every query as that practitioner's token sees the data (the care-team policy)
+    access = Access("care-team", practitioner=practitioner) if practitioner else EVERYTHING
+    ctx = RequestContext(settings=settings, base_url=BASE, access=access)
     timings: dict[str, list[float]] = {name: [] for name in SHAPES}
     errors: list[str] = []
     jobs = [(name, i) for i in range(rounds) for name in SHAPES]
@@ -153,8 +158,10 @@ def main() -> None:
     ap.add_argument("--patients", type=int, required=True, help="patients loaded (to pick existing ids)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=20, help="runs of each shape")
+    ap.add_argument("--practitioner", help="run every query under this Practitioner id's care-team access "
+                    "(e.g. pr-3); default: unrestricted, as with FHIR_AUTH=off")
     args = ap.parse_args()
-    report(asyncio.run(run(args.url, args.patients, args.clients, args.rounds)))
+    report(asyncio.run(run(args.url, args.patients, args.clients, args.rounds, practitioner=args.practitioner)))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, and_, false, or_, select, true, tuple_, union_all
 
 from fhir_server.definitions import patient_compartment
 from fhir_server.search.access import Access
@@ -105,108 +105,103 @@ def _linked_rids(access: Access, types: tuple[str, ...]) -> Any:
 
 
 def visible_patients(access: Access) -> Any:
-    """The ids of the patients whose data `access` may read: a list, a subquery, or None (none)."""
+    """The ids of the patients whose data `access` may read: a list, a subquery, or None (none).
+
+    Driven from the caller's side: the index rows that name one of the caller's actors as a
+    CareTeam participant (a few, found by target id), then those teams' subjects.
+    """
     if access.patients == "own":
         return [access.patient]
     if access.patients == "none" or not (access.practitioner or access.organization):
         return None
-    s = alias(idx_reference, "acc_team")
-    status = alias(idx_token, "acc_status")
-    member = alias(idx_reference, "acc_member")
-    active = (
-        select(status.c.rid)
-        .where(status.c.rid == s.c.rid, status.c.param == "status", status.c.code == "active")
-        .exists()
-    )
-    participates = (
-        select(member.c.rid)
-        .where(member.c.rid == s.c.rid, member.c.param == "participant", _is_actor(access, member))
-        .exists()
-    )
+    team = alias(idx_reference, "acc_team")
     return (
-        select(s.c.target_id)
+        select(team.c.target_id)
         .where(
-            s.c.res_type == "CareTeam",
-            s.c.param == "subject",
-            s.c.target_type == "Patient",
-            active,
-            participates,
-            not_(_denied(access, s.c.target_id)),
+            team.c.rid.in_(_actor_rids(access, "CareTeam", "participant")),
+            team.c.param == "subject",
+            team.c.target_type == "Patient",
+            _active(team.c.rid, "acc_status"),
+            team.c.target_id.not_in(_denied(access)),
         )
         .correlate(None)
     )
 
 
-def _denied(access: Access, patient_id: Any) -> ColumnElement[bool]:
-    """An active Consent of the patient whose deny provision names one of the caller's actors."""
+def _active(rid: Any, name: str) -> ColumnElement[bool]:
+    status = alias(idx_token, name)
+    found: ColumnElement[bool] = (
+        select(status.c.rid).where(status.c.rid == rid, status.c.param == "status", status.c.code == "active").exists()
+    )
+    return found
+
+
+def _denied(access: Access) -> Any:
+    """Patients with an active Consent whose deny provision names one of the caller's actors."""
     who = alias(idx_reference, "acc_consent")
-    deny = alias(idx_reference, "acc_deny")
-    status = alias(idx_token, "acc_cstatus")
     return (
-        select(who.c.rid)
-        .join(deny, deny.c.rid == who.c.rid)
-        .join(status, status.c.rid == who.c.rid)
+        select(who.c.target_id)
         .where(
-            who.c.res_type == "Consent",
+            who.c.rid.in_(_actor_rids(access, "Consent", "deny-actor")),
             who.c.param == "patient",
             who.c.target_type == "Patient",
-            who.c.target_id == patient_id,
-            deny.c.param == "deny-actor",
-            _is_actor(access, deny),
-            status.c.param == "status",
-            status.c.code == "active",
+            _active(who.c.rid, "acc_cstatus"),
         )
-        .exists()
+        .correlate(None)
     )
 
 
-def _is_actor(access: Access, ref: Any) -> ColumnElement[bool]:
-    """Whether reference row `ref` points at the caller: practitioner, their roles, organisations."""
-    options: list[ColumnElement[bool]] = []
-    orgs = [access.organization] if access.organization else []
+def _actor_rids(access: Access, res_type: str, param: str) -> Any:
+    """rids of `res_type` whose `param` references the caller: the practitioner, one of their
+    PractitionerRoles or those roles' organisations, or the caller's organisation or one of its
+    PractitionerRoles. One index lookup per kind of actor, UNIONed."""
+    ref = alias(idx_reference, f"acc_{param.replace('-', '_')}")
+
+    def rows(target_type: str, ids: Any) -> Any:
+        match = ref.c.target_id == ids if isinstance(ids, str) else ref.c.target_id.in_(ids)
+        return select(ref.c.rid).where(ref.c.res_type == res_type, ref.c.param == param, match,
+                                       ref.c.target_type == target_type)
+
+    arms = []
     if access.practitioner:
         roles = _roles_of(access.practitioner)
-        role_ids = (
-            select(resource.c.res_id)
-            .where(resource.c.rid.in_(roles), resource.c.deleted == false())
-            .correlate(None)
+        arms.append(rows("Practitioner", access.practitioner))
+        arms.append(rows("PractitionerRole", _ids_of(roles)))
+        arms.append(rows("Organization", _targets(roles, "organization", "Organization")))
+    if access.organization:
+        arms.append(rows("Organization", access.organization))
+        arms.append(rows("PractitionerRole", _ids_of(_members_of(access.organization))))
+    return union_all(*arms) if len(arms) > 1 else arms[0]
+
+
+def _ids_of(rids: Any) -> Any:
+    return (
+        select(resource.c.res_id).where(resource.c.rid.in_(rids), resource.c.deleted == false()).correlate(None)
+    )
+
+
+def _targets(rids: Any, param: str, target_type: str) -> Any:
+    ref = alias(idx_reference, "acc_role_org")
+    return (
+        select(ref.c.target_id)
+        .where(ref.c.rid.in_(rids), ref.c.param == param, ref.c.target_type == target_type)
+        .correlate(None)
+    )
+
+
+def _members_of(organization: str) -> Any:
+    """rids of the PractitionerRoles of an organisation."""
+    role = alias(idx_reference, "acc_org_role")
+    return (
+        select(role.c.rid)
+        .where(
+            role.c.res_type == "PractitionerRole",
+            role.c.param == "organization",
+            role.c.target_type == "Organization",
+            role.c.target_id == organization,
         )
-        role_orgs = alias(idx_reference, "acc_role_org")
-        org_ids = (
-            select(role_orgs.c.target_id)
-            .where(
-                role_orgs.c.rid.in_(roles),
-                role_orgs.c.param == "organization",
-                role_orgs.c.target_type == "Organization",
-            )
-            .correlate(None)
-        )
-        options += [
-            and_(ref.c.target_type == "Practitioner", ref.c.target_id == access.practitioner),
-            and_(ref.c.target_type == "PractitionerRole", ref.c.target_id.in_(role_ids)),
-            and_(ref.c.target_type == "Organization", ref.c.target_id.in_(org_ids)),
-        ]
-    if orgs:
-        # the organisation itself, or one of its PractitionerRoles (its members)
-        members = alias(idx_reference, "acc_org_role")
-        member_rids = (
-            select(members.c.rid)
-            .where(
-                members.c.res_type == "PractitionerRole",
-                members.c.param == "organization",
-                members.c.target_type == "Organization",
-                members.c.target_id.in_(orgs),
-            )
-            .correlate(None)
-        )
-        member_ids = (
-            select(resource.c.res_id)
-            .where(resource.c.rid.in_(member_rids), resource.c.deleted == false())
-            .correlate(None)
-        )
-        options.append(and_(ref.c.target_type == "Organization", ref.c.target_id.in_(orgs)))
-        options.append(and_(ref.c.target_type == "PractitionerRole", ref.c.target_id.in_(member_ids)))
-    return or_(*options) if options else false()
+        .correlate(None)
+    )
 
 
 def _roles_of(practitioner: str) -> Any:

@@ -145,6 +145,10 @@ def rank(node: Node) -> int:
             return _RANK.get(kind, 5) - (1 if mod == "exact" else 0)
         case Compartment():
             return 1
+        case Policy():
+            # measured like a term (a care team's patients are usually few, then it drives);
+            # an access that sees most of the data measures large and is probed instead
+            return 3
         case Chain(node=inner):
             return min(rank(inner) + 1, 9)
         case Has():
