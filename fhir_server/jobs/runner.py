@@ -92,11 +92,13 @@ class JobRunner:
     async def stop(self) -> None:
         """Stop between two steps and hand the current job's lease back, so another node resumes it."""
         task, self._task = self._task, None
+        current = self._current  # read first: cancelling the task clears it
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        current, self._current = self._current, None
         if current is not None:
+            # After the step the cancel interrupted: SQLite's writer takes writes in order, and
+            # on PostgreSQL this waits for that step's row lock.
             try:
                 await self.store.write(lambda tx: rows.release(tx.conn, current, self.owner, self.now_us()))
             except Exception:  # noqa: BLE001 - the lease then simply expires
