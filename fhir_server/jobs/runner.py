@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+
 from sqlalchemy import Connection
 
 from fhir_server.jobs import rows
