@@ -21,7 +21,7 @@ from sqlalchemy import Connection, and_, delete, false, func, insert, select, up
 from fhir_server import jobs
 from fhir_server.errors import invalid
 from fhir_server.fhir.json import loads
-from fhir_server.indexing.rows import param_rows
+from fhir_server.search.indexer import param_rows
 from fhir_server.search.registry import Registry, SearchParamImpl, registry, resource_types
 from fhir_server.storage.index_schema import INDEX_TABLES, search_param_status
 from fhir_server.storage.job_schema import job as job_table

@@ -55,7 +55,7 @@ def test_migration_0005_fills_base_units_for_quantities_already_indexed(database
     from sqlalchemy import insert, select
 
     from fhir_server.fhir.json import dumps
-    from fhir_server.indexing import write_index
+    from fhir_server.search.indexer import write_index
     from fhir_server.storage.index_schema import idx_quantity
     from fhir_server.storage.migrate import downgrade, upgrade
     from fhir_server.storage.schema import resource
