@@ -10,7 +10,7 @@ job type; `$export` and `$import` plug in the same way (`runner.register(type, h
 
 from __future__ import annotations
 
-from fhir_server.jobs.rows import FINAL_STATES, Job, Step, advance, cancel, claim, create, load, release
+from fhir_server.jobs.rows import FINAL_STATES, Job, Step, advance, cancel, claim, claimable, create, load, release
 from fhir_server.jobs.runner import JobHandler, JobRunner, node_id
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "advance",
     "cancel",
     "claim",
+    "claimable",
     "create",
     "load",
     "node_id",

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, insert, or_, select, update
 from fhir_server.errors import not_found
 from fhir_server.storage.job_schema import job as job_table
 
-__all__ = ["FINAL_STATES", "Job", "Step", "advance", "cancel", "claim", "create", "load", "release"]
+__all__ = ["FINAL_STATES", "Job", "Step", "advance", "cancel", "claim", "claimable", "create", "load", "release"]
 
 FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 
@@ -110,10 +110,21 @@ def cancel(conn: Connection, job_id: str, now_us: int, type_: str | None = None)
     return load(conn, job_id)
 
 
+def _free(now_us: int) -> Any:
+    return or_(job_table.c.lease_owner.is_(None), job_table.c.lease_expires < now_us)
+
+
+def claimable(conn: Connection, types: list[str], now_us: int) -> bool:
+    """Whether some job could be claimed now (a read: an idle runner writes nothing)."""
+    t = job_table
+    stmt = select(t.c.job_id).where(t.c.state == "running", t.c.type.in_(types), _free(now_us)).limit(1)
+    return conn.execute(stmt).first() is not None
+
+
 def claim(conn: Connection, owner: str, types: list[str], now_us: int, lease_us: int) -> Job | None:
     """Take the lease of the oldest running job of `types` that nobody holds (or whose lease expired)."""
     t = job_table
-    free = or_(t.c.lease_owner.is_(None), t.c.lease_expires < now_us)
+    free = _free(now_us)
     candidate = conn.execute(
         select(t.c.job_id).where(t.c.state == "running", t.c.type.in_(types), free)
         .order_by(t.c.created, t.c.job_id).limit(1).with_for_update(skip_locked=True)

@@ -125,6 +125,8 @@ class JobRunner:
         if not self._handlers:
             return None
         types = sorted(self._handlers)
+        if not await self.store.run_read(lambda conn: rows.claimable(conn, types, self.now_us())):
+            return None
         job: Job | None = await self.store.write(
             lambda tx: rows.claim(tx.conn, self.owner, types, self.now_us(), self._lease_us))
         return job

@@ -157,15 +157,16 @@ async def test_the_background_runner_runs_new_jobs_and_lets_go_at_stop(store: St
     finally:
         await a.stop()
     # a job left half done by a stopping node is free at once for the next one
-    slow = _runner(store, "node-a", log, pause=0.05)
+    slow = _runner(store, "node-a", log, pause=0.05, poll_seconds=0.05)
     second = await _create(store, 50)
-    task = asyncio.get_running_loop().create_task(slow.run_once())
-    for _ in range(200):
-        if (await _load(store, second)).processed > 0:
-            break
-        await asyncio.sleep(0.02)
-    slow._task = task  # noqa: SLF001 - stop() as the app calls it, on a runner busy with a job
-    await slow.stop()
+    await slow.start()
+    try:
+        for _ in range(200):
+            if (await _load(store, second)).processed > 0:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await slow.stop()
     left = await _load(store, second)
     assert left.state == "running" and left.lease_owner is None and 0 < left.processed < 50
     b = _runner(other_store, "node-b", log)
