@@ -173,3 +173,28 @@ async def test_the_background_runner_runs_new_jobs_and_lets_go_at_stop(store: St
     assert await b.run_once() == second
     steps = [at for j, _o, at in log if j == second]
     assert steps == list(range(50))
+
+
+def test_on_postgresql_a_claim_skips_the_row_another_node_is_claiming(database_url: str) -> None:
+    """SKIP LOCKED: the second claimer neither waits nor takes the locked job; it takes the next."""
+    from sqlalchemy import create_engine
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: two claims cannot overlap there")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            first = jobs.create(conn, "count", {"n": 1}, 1)
+            second = jobs.create(conn, "count", {"n": 1}, 2)
+        with engine.connect() as a, engine.connect() as b:
+            with a.begin():
+                mine = jobs.claim(a, "node-a", ["count"], 10, 1_000_000)
+                with b.begin():  # while node-a's claim is not committed
+                    theirs = jobs.claim(b, "node-b", ["count"], 10, 1_000_000)
+            assert mine is not None and mine.job_id == first
+            assert theirs is not None and theirs.job_id == second
+        with engine.connect() as conn:
+            assert jobs.load(conn, first).lease_owner == "node-a"
+            assert jobs.load(conn, second).lease_owner == "node-b"
+    finally:
+        engine.dispose()
