@@ -110,4 +110,8 @@ async def test_a_reindex_job_can_be_cancelled(client: httpx.AsyncClient) -> None
     assert r.status_code == 200, r.text
     status = {p["name"]: p.get("valueCode") for p in r.json()["parameter"]}["status"]
     assert status in ("cancelled", "done")  # it may have finished first: one patient is one step
-    assert (await client.post("/$reindex", params={"job": job})).status_code == 400  # cancel=true missing
+    empty = {"resourceType": "Parameters"}
+    missing = await client.post("/$reindex", params={"job": job}, json=empty)
+    assert missing.status_code == 400 and "cancel=true" in missing.text
+    again = await client.post("/$reindex", params={"job": job, "cancel": "true"}, json=empty)  # query string
+    assert again.status_code == 200 and status in again.text
