@@ -8,7 +8,7 @@ one Practitioner per 50 patients and one Organization per 500. The data is deter
 (seeded), so queries in `bench/search.py` can name values that exist.
 
 Rows are written in batches with the same index rows `write_index` produces
-(`indexing.rows.resource_rows` and the full-text row), only grouped into one executemany per
+(`search.indexer.resource_rows` and the full-text row), only grouped into one executemany per
 table per batch instead of a few statements per resource.
 
     python bench/gen_data.py --url sqlite:///bench/data/search-1k.db --patients 1000
@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, insert, text
 
 from fhir_server.fhir.json import dumps
-from fhir_server.indexing.rows import resource_rows
 from fhir_server.search.compile.fulltext import fulltext_row
+from fhir_server.search.indexer import resource_rows
 from fhir_server.search.registry import registry
 from fhir_server.storage.index_schema import INDEX_TABLES, idx_fulltext
 from fhir_server.storage.migrate import upgrade

@@ -34,7 +34,8 @@ from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.interactions.load import load_resources
-from fhir_server.operations.reindex import resume_jobs, start_pending, stop_jobs
+from fhir_server.jobs import JobRunner
+from fhir_server.operations import reindex
 from fhir_server.search import capability_search_params, ucum
 from fhir_server.search.registry import registry as search_registry
 from fhir_server.search.reindex import load_custom_parameters
@@ -129,17 +130,22 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         await store.run_read(load_custom_parameters)
         if settings.load_profiles:
             await _load_conformance(store, profiles, app.state.context_factory(None))
-        await resume_jobs(store)
-        await start_pending(store)
+        # This node's job runner: it resumes the jobs a stop left (once their lease is free or
+        # expired) and runs the new ones; another node runs a job only when this one lets go.
+        runner = JobRunner(store)
+        reindex.register(runner)
+        app.state.jobs = runner
+        await reindex.start_pending(store, runner)
+        await runner.start()
         try:
             yield
         finally:
+            await runner.stop()
             store.hooks.after_commit.remove(hook)
             if audited:
                 await app.state.audit_writer.close()
                 app.state.audit_writer = None
                 store.hooks.in_tx.remove(record_write)
-            await stop_jobs(store)
             if storage is None:
                 await store.close()
 

@@ -60,7 +60,8 @@ async def system_operation_route(request: Request, op: str) -> Response:
     media = response_type(request)
     if op != "reindex":
         raise not_found(f"Operation ${op} is not defined at the system level")
-    result = await reindex_operation(storage(request), request.method, await _inputs(request))
+    inputs = await _inputs(request)
+    result = await reindex_operation(storage(request), request.method, inputs, request.app.state.jobs)
     return fhir_response(request, dumps(result), 200, None, media)
 
 

@@ -324,13 +324,11 @@ async def launch(request: Request) -> Response:
 
 
 def routes() -> list[tuple[str, Any, list[str]]]:
-    from fhir_server.auth import authorize
-
+    """The token-side endpoints (the authorize page lives in `authorize`, which imports this)."""
     return [
         ("/token", token, ["POST"]),
         ("/introspect", introspect, ["POST"]),
         ("/revoke", revocation, ["POST"]),
         ("/jwks", jwks, ["GET"]),
         ("/launch", launch, ["POST"]),
-        ("/authorize", authorize.authorize, ["GET", "POST"]),
     ]

@@ -11,11 +11,11 @@ they get back, since every caller shares the same objects.
 from __future__ import annotations
 
 import gzip
+import json
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 from typing import Any
-
-from fhir_server.fhir.json import loads
 
 __all__ = [
     "patient_compartment",
@@ -35,7 +35,9 @@ def _read(name: str) -> Any:
     data = resources.files(__package__).joinpath("r4", name).read_bytes()
     if name.endswith(".gz"):
         data = gzip.decompress(data)
-    return loads(data)
+    # Decimals as Decimal, as `fhir.json.loads` reads resources (fixed/pattern values compare with
+    # them); not that function itself: the definitions are the bottom layer (docs/architecture.md).
+    return json.loads(data, parse_float=Decimal)
 
 
 @cache

@@ -12,7 +12,7 @@ from fhir_server.context import RequestContext
 from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError, invalid, not_found, processing
 from fhir_server.fhir.resource import stamp
-from fhir_server.indexing import write_index
+from fhir_server.search.indexer import write_index
 from fhir_server.search.reindex import indexable, register_search_parameter
 from fhir_server.search.writes import check_write
 from fhir_server.storage import StoredResource, WriteTx

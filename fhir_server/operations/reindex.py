@@ -2,60 +2,31 @@
 
 https://hl7.org/fhir/R4/searchparameter.html
 
-`POST [base]/$reindex` starts a job for every pending custom parameter (or those named by `url`)
-and runs it in the background, one committed batch at a time; `GET [base]/$reindex?job=ID`
-reports its progress. A job interrupted by a restart is resumed at start-up.
+`POST [base]/$reindex` creates a `reindex` job for every pending custom parameter (or those
+named by `url`); the node's `JobRunner` (`fhir_server.jobs`) runs it, one committed batch per
+step; `GET [base]/$reindex?job=ID` reports its progress, and `POST [base]/$reindex` with
+`job=ID` and `cancel=true` cancels it. A job interrupted by a restart is taken up again by the
+first node whose runner finds its lease free or expired.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import time
 from typing import Any
 
-from sqlalchemy import Connection, select
-
+from fhir_server import jobs
 from fhir_server.errors import invalid, not_found
 from fhir_server.operations.params import OperationInput
 from fhir_server.search.registry import registry
-from fhir_server.search.reindex import job_status, run_reindex, start_reindex
-from fhir_server.storage import Storage
-from fhir_server.storage.index_schema import reindex_job
+from fhir_server.search.reindex import JOB_TYPE, ReindexHandler, job_status, params_to_start, start_reindex
+from fhir_server.storage import Storage, WriteTx
 
-__all__ = ["reindex_operation", "resume_jobs", "start_pending", "stop_jobs"]
-
-log = logging.getLogger("fhir_server.reindex")
-# Running jobs per storage (strong references: a bare task may be garbage-collected).
-_tasks: dict[int, set[asyncio.Task[Any]]] = {}
+__all__ = ["reindex_operation", "register", "start_pending"]
 
 
-def _write(store: Storage) -> Any:
-    async def write(step: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await store.write(lambda tx: step(tx.conn))
-        return result
-
-    return write
-
-
-def _run_in_background(store: Storage, job_id: str) -> None:
-    async def run() -> None:
-        try:
-            await run_reindex(_write(store), job_id)
-        except Exception:  # noqa: BLE001 - a failed job stays "running" and is resumed at the next start
-            log.exception("$reindex job %s stopped", job_id)
-
-    task = asyncio.get_running_loop().create_task(run())
-    tasks = _tasks.setdefault(id(store), set())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
-async def stop_jobs(store: Storage) -> None:
-    """At shutdown: stop this storage's jobs between two batches (they resume at the next start)."""
-    tasks = _tasks.pop(id(store), set())
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+def register(runner: jobs.JobRunner) -> None:
+    """Let `runner` run `$reindex` jobs."""
+    runner.register(JOB_TYPE, ReindexHandler())
 
 
 def _params_for(urls: list[str]) -> list[tuple[str, str]] | None:
@@ -68,18 +39,27 @@ def _params_for(urls: list[str]) -> list[tuple[str, str]] | None:
     return pairs
 
 
-async def reindex_operation(store: Storage, method: str, inputs: OperationInput) -> dict[str, Any]:
+async def reindex_operation(
+    store: Storage, method: str, inputs: OperationInput, runner: jobs.JobRunner | None = None
+) -> dict[str, Any]:
+    job = inputs.text("job")
     if method == "GET":
-        job = inputs.text("job")
         if not job:
             raise invalid("GET $reindex needs job=<id>; POST $reindex starts a job")
+        return await store.run_read(lambda conn: job_status(conn, job))
+    if job:
+        if (inputs.text("cancel") or "").lower() != "true":
+            raise invalid("POST $reindex with job=<id> needs cancel=true")
+        now = runner.now_us() if runner else time.time_ns() // 1000
+        await store.write(lambda tx: jobs.cancel(tx.conn, job, now, type_=JOB_TYPE))
         return await store.run_read(lambda conn: job_status(conn, job))
     url = inputs.text("url")
     params = _params_for([url] if url else [])
     if params is None and not _pending():
         raise invalid("Nothing to reindex: every search parameter is already active")
     job_id: str = await store.write(lambda tx: start_reindex(tx.conn, params))
-    _run_in_background(store, job_id)
+    if runner is not None:
+        runner.wake()
     return await store.run_read(lambda conn: job_status(conn, job_id))
 
 
@@ -88,22 +68,22 @@ def _pending() -> bool:
     return any(i.custom and i.status != "active" for t in reg.types() for i in reg.params(t))
 
 
-async def start_pending(store: Storage) -> str | None:
-    """At start-up: index the parameters still pending (e.g. those shipped in profiles/)."""
+async def start_pending(store: Storage, runner: jobs.JobRunner | None = None) -> str | None:
+    """At start-up: index the parameters still pending (e.g. those shipped in profiles/).
+
+    Parameters whose job is still running are left to it (a runner resumes it). Two nodes
+    starting together serialise here (advisory lock on PostgreSQL, the single writer on
+    SQLite), and the second finds nothing left to start.
+    """
     if not _pending():
         return None
-    job_id: str = await store.write(lambda tx: start_reindex(tx.conn, None))
-    _run_in_background(store, job_id)
+
+    def start(tx: WriteTx) -> str | None:
+        tx.lock("$reindex:start-pending")
+        params = params_to_start(tx.conn)
+        return start_reindex(tx.conn, params) if params else None
+
+    job_id: str | None = await store.write(start)
+    if job_id is not None and runner is not None:
+        runner.wake()
     return job_id
-
-
-async def resume_jobs(store: Storage) -> list[str]:
-    """At start-up: continue the jobs a stop interrupted."""
-
-    def running(conn: Connection) -> list[str]:
-        return [r[0] for r in conn.execute(select(reindex_job.c.job_id).where(reindex_job.c.status == "running"))]
-
-    jobs = await store.run_read(running)
-    for job_id in jobs:
-        _run_in_background(store, job_id)
-    return jobs

@@ -4,42 +4,46 @@ https://hl7.org/fhir/R4/searchparameter.html and https://hl7.org/fhir/R4/search.
 
 A SearchParameter stored on the server joins the registry as `pending`: writes index it from
 that moment, but a search on it is refused until a reindex job has walked every existing
-resource of its base types. The job's state (last rid done, counts) is a row of
-`reindex_job`, updated in the same transaction as each batch of index rows, so a job stopped
-by a crash or restart continues where its last committed batch ended. Each parameter's state
+resource of its base types. The job is a row of the `job` table (`fhir_server.jobs`, type
+`reindex`, cursor = the last rid done), updated in the same transaction as each batch of index
+rows, so a job stopped by a crash or restart continues where its last committed batch ended,
+on whichever node holds its lease. Each parameter's state
 is a row of `search_param_status` (pending -> indexing -> active), read back at start-up.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, and_, delete, false, func, insert, select, update
 
-from fhir_server.errors import invalid, not_found
+from fhir_server import jobs
+from fhir_server.errors import invalid
 from fhir_server.fhir.json import loads
-from fhir_server.indexing.rows import param_rows
+from fhir_server.search.indexer import param_rows
 from fhir_server.search.registry import Registry, SearchParamImpl, registry, resource_types
-from fhir_server.storage.index_schema import INDEX_TABLES, reindex_job, search_param_status
+from fhir_server.storage.index_schema import INDEX_TABLES, search_param_status
+from fhir_server.storage.job_schema import job as job_table
 from fhir_server.storage.schema import resource
 
 __all__ = [
     "BATCH",
+    "JOB_TYPE",
+    "ReindexHandler",
     "indexable",
     "job_status",
     "load_custom_parameters",
     "mark_active",
+    "params_to_start",
     "register_search_parameter",
+    "reindex_batch",
     "reindex_step",
-    "run_reindex",
     "start_reindex",
 ]
 
 BATCH = 500
+JOB_TYPE = "reindex"
 _TYPES = frozenset({"number", "date", "string", "token", "reference", "composite", "quantity", "uri"})
 
 
@@ -113,6 +117,18 @@ def load_custom_parameters(conn: Connection, reg: Registry | None = None) -> int
     return count
 
 
+def params_to_start(conn: Connection, reg: Registry | None = None) -> list[tuple[str, str]]:
+    """Custom parameters not active and not being indexed by a running job (at start-up)."""
+    reg = reg or registry()
+    t = search_param_status
+    j = job_table
+    recorded = conn.execute(select(t.c.res_type, t.c.code, t.c.status, j.c.state)
+                            .select_from(t.outerjoin(j, j.c.job_id == t.c.job_id))).all()
+    busy = {(r.res_type, r.code) for r in recorded if r.status == "active" or r.state == "running"}
+    return [(i.res_type, i.code) for ty in reg.types() for i in reg.params(ty)
+            if i.custom and i.status != "active" and (i.res_type, i.code) not in busy]
+
+
 def start_reindex(conn: Connection, params: list[tuple[str, str]] | None = None, reg: Registry | None = None) -> str:
     """Create a job for `params` ((type, code) pairs; None = every pending custom parameter)."""
     reg = reg or registry()
@@ -124,25 +140,14 @@ def start_reindex(conn: Connection, params: list[tuple[str, str]] | None = None,
         if impl is None or not impl.indexed:
             raise invalid(f"{res_type} has no indexable search parameter '{code}'")
         impls.append(impl)
-    job_id = str(uuid.uuid4())
     types = sorted({i.res_type for i in impls})
     total = conn.execute(select(func.count()).select_from(resource).where(
         resource.c.res_type.in_(types), resource.c.deleted == false())).scalar_one() if types else 0
-    conn.execute(insert(reindex_job).values(
-        job_id=job_id, params=orjson.dumps(params).decode(), status="running", last_rid=0, processed=0,
-        total=int(total), started=_now(), updated=_now()))
+    job_id = jobs.create(conn, JOB_TYPE, [list(p) for p in params], _now(), total=int(total), cursor=0)
     for impl in impls:
         _save_status(conn, impl, "indexing", job_id)
         reg.set_status(impl.res_type, impl.code, "indexing")
     return job_id
-
-
-def _job(conn: Connection, job_id: str) -> Any:
-    # FOR UPDATE (PostgreSQL): two nodes resuming the same job take its batches in turn.
-    row = conn.execute(select(reindex_job).where(reindex_job.c.job_id == job_id).with_for_update()).first()
-    if row is None:
-        raise not_found(f"No $reindex job {job_id}")
-    return row
 
 
 def _reindex_resource(conn: Connection, rid: int, res_type: str, body: bytes, impls: list[SearchParamImpl]) -> None:
@@ -160,82 +165,95 @@ def _reindex_resource(conn: Connection, rid: int, res_type: str, body: bytes, im
                          [{**dict.fromkeys(keys), **r, "rid": rid, "res_type": res_type} for r in rows])
 
 
+def _impls_by_type(job: jobs.Job, reg: Registry) -> dict[str, list[SearchParamImpl]]:
+    by_type: dict[str, list[SearchParamImpl]] = {}
+    for res_type, code in job.params:
+        impl = reg.get(res_type, code)
+        if impl is not None:
+            by_type.setdefault(res_type, []).append(impl)
+    return by_type
+
+
+def reindex_batch(conn: Connection, job: jobs.Job, batch: int = BATCH, reg: Registry | None = None) -> jobs.Step:
+    """Index the `batch` resources after the job's cursor (a rid); the last batch marks the
+    parameters active in the database (the registry is the caller's business: after commit)."""
+    reg = reg or registry()
+    by_type = _impls_by_type(job, reg)
+    last = int(job.cursor or 0)
+    rows = conn.execute(
+        select(resource.c.rid, resource.c.res_type, resource.c.body)
+        .where(resource.c.res_type.in_(list(by_type)), resource.c.deleted == false(), resource.c.rid > last)
+        .order_by(resource.c.rid).limit(batch)
+    ).all()
+    for rid, res_type, body in rows:
+        _reindex_resource(conn, int(rid), res_type, bytes(body), by_type[res_type])
+    done = len(rows) < batch
+    if done:
+        for impls in by_type.values():
+            for impl in impls:
+                _save_status(conn, impl, "active", job.job_id)
+    return jobs.Step(cursor=int(rows[-1][0]) if rows else last, processed=len(rows), done=done)
+
+
 def reindex_step(
     conn: Connection, job_id: str, batch: int = BATCH, reg: Registry | None = None, defer_registry: bool = False
 ) -> dict[str, Any]:
     """Index the next `batch` resources of the job (in its own transaction); returns the progress.
 
-    With `defer_registry`, the in-memory registry is left alone: the caller marks the parameters
+    This runs a step without a lease (tests, tools); the job runner runs `ReindexHandler`. With
+    `defer_registry`, the in-memory registry is left alone: the caller marks the parameters
     active once the transaction has committed (`mark_active`), so no search sees an active
     parameter whose last index rows are not committed yet.
     """
     reg = reg or registry()
-    job = _job(conn, job_id)
-    if job.status != "running":
+    job = jobs.load(conn, job_id, lock=True, type_=JOB_TYPE)
+    if job.state != "running":
         return job_status(conn, job_id)
-    params = [tuple(p) for p in orjson.loads(job.params)]
-    by_type: dict[str, list[SearchParamImpl]] = {}
-    for res_type, code in params:
-        impl = reg.get(res_type, code)
-        if impl is not None:
-            by_type.setdefault(res_type, []).append(impl)
-    rows = conn.execute(
-        select(resource.c.rid, resource.c.res_type, resource.c.body)
-        .where(resource.c.res_type.in_(list(by_type)), resource.c.deleted == false(), resource.c.rid > job.last_rid)
-        .order_by(resource.c.rid).limit(batch)
-    ).all()
-    for rid, res_type, body in rows:
-        _reindex_resource(conn, int(rid), res_type, bytes(body), by_type[res_type])
-    values: dict[str, Any] = {"processed": job.processed + len(rows), "updated": _now()}
-    if rows:
-        values["last_rid"] = int(rows[-1][0])
-    if len(rows) < batch:
-        values["status"] = "done"
-        for impls in by_type.values():
-            for impl in impls:
-                _save_status(conn, impl, "active", job_id)
-                if not defer_registry:
-                    reg.set_status(impl.res_type, impl.code, "active")
-    conn.execute(update(reindex_job).where(reindex_job.c.job_id == job_id).values(**values))
+    after = jobs.advance(conn, job, reindex_batch(conn, job, batch, reg), _now())
+    if not defer_registry:
+        mark_active(after, reg)
     return job_status(conn, job_id)
 
 
 def job_status(conn: Connection, job_id: str) -> dict[str, Any]:
     """The job as a Parameters resource: status, progress, and each parameter's state."""
-    job = _job(conn, job_id)
-    params = [tuple(p) for p in orjson.loads(job.params)]
+    job = jobs.load(conn, job_id, type_=JOB_TYPE)
     states = {(r.res_type, r.code): r.status for r in conn.execute(
         select(search_param_status).where(search_param_status.c.job_id == job_id))}
     parts: list[dict[str, Any]] = [
         {"name": "job", "valueString": job_id},
-        {"name": "status", "valueCode": job.status},
-        {"name": "processed", "valueInteger": int(job.processed)},
-        {"name": "total", "valueInteger": int(job.total)},
+        {"name": "status", "valueCode": job.state},
+        {"name": "processed", "valueInteger": job.processed},
+        {"name": "total", "valueInteger": job.total},
     ]
-    for res_type, code in params:
+    if job.error:
+        parts.append({"name": "error", "valueString": job.error})
+    for res_type, code in job.params:
         parts.append({"name": "parameter", "part": [
             {"name": "type", "valueCode": res_type}, {"name": "code", "valueCode": code},
             {"name": "status", "valueCode": states.get((res_type, code), "unknown")}]})
     return {"resourceType": "Parameters", "parameter": parts}
 
 
-async def run_reindex(write: Callable[[Callable[[Connection], dict[str, Any]]], Awaitable[dict[str, Any]]],
-                      job_id: str, batch: int = BATCH) -> dict[str, Any]:
-    """Run (or resume) a job to the end, one committed batch per `write` call."""
-    while True:
-        progress = await write(lambda conn: reindex_step(conn, job_id, batch, defer_registry=True))
-        status = next(p["valueCode"] for p in progress["parameter"] if p["name"] == "status")
-        if status != "running":
-            mark_active(progress)  # committed: searches may use the parameters now
-            return progress
-
-
-def mark_active(progress: dict[str, Any], reg: Registry | None = None) -> None:
-    """Mark the parameters a finished job reports active in the registry."""
+def mark_active(job: jobs.Job, reg: Registry | None = None) -> None:
+    """Once a finished job has committed: its parameters are searchable in this process."""
+    if job.state != "done":
+        return
     reg = reg or registry()
-    for part in progress["parameter"]:
-        if part["name"] != "parameter":
-            continue
-        fields = {p["name"]: p["valueCode"] for p in part["part"]}
-        if fields.get("status") == "active":
-            reg.set_status(fields["type"], fields["code"], "active")
+    for impls in _impls_by_type(job, reg).values():
+        for impl in impls:
+            reg.set_status(impl.res_type, impl.code, "active")
+
+
+class ReindexHandler(jobs.JobHandler):
+    """`$reindex` as a job type: one committed batch per step, the registry updated after commit."""
+
+    def __init__(self, batch: int = BATCH, reg: Registry | None = None) -> None:
+        self.batch = batch
+        self.reg = reg
+
+    def step(self, conn: Connection, job: jobs.Job) -> jobs.Step:
+        return reindex_batch(conn, job, self.batch, self.reg)
+
+    def after_commit(self, job: jobs.Job) -> None:
+        mark_active(job, self.reg)

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import select
 
 from fhir_server.errors import forbidden, not_found
-from fhir_server.indexing.rows import resource_rows
 from fhir_server.search.access import Access
 from fhir_server.search.compile.access import patient_links, visible_patients
+from fhir_server.search.indexer import resource_rows
 from fhir_server.search.reads import read_visible
 from fhir_server.search.registry import registry
 from fhir_server.storage.backend import StoredResource, WriteTx

@@ -48,7 +48,6 @@ __all__ = [
     "idx_string",
     "idx_token",
     "idx_uri",
-    "reindex_job",
     "search_param_status",
 ]
 
@@ -210,7 +209,7 @@ idx_fulltext = Table(
     Column("content", TsVector, nullable=True),
 )
 
-# Custom SearchParameters and their indexing state ($reindex).
+# Custom SearchParameters and their indexing state (`job_id`: the $reindex job, table `job`).
 search_param_status = Table(
     "search_param_status",
     metadata,
@@ -219,20 +218,6 @@ search_param_status = Table(
     Column("code", String(128), nullable=False),
     Column("status", String(16), nullable=False),  # pending | indexing | active | failed
     Column("job_id", String(64), nullable=True),
-)
-
-reindex_job = Table(
-    "reindex_job",
-    metadata,
-    Column("job_id", String(64), primary_key=True),
-    Column("params", Text, nullable=False),  # JSON list of [res_type, code]
-    Column("status", String(16), nullable=False),  # running | done | failed | cancelled
-    Column("last_rid", BigInteger, nullable=False),  # resumable: resources up to here are done
-    Column("processed", BigInteger, nullable=False),
-    Column("total", BigInteger, nullable=False),
-    Column("started", BigInteger, nullable=False),
-    Column("updated", BigInteger, nullable=False),
-    Column("error", Text, nullable=True),
 )
 
 # Rows of one type in rid order: a search with no selective term scans this and stops at the

@@ -18,7 +18,8 @@ from fhir_server.validation.fhirpath import NATIVE, Invariant
 
 if TYPE_CHECKING:
     from fhir_server.validation.conformance import ConformanceRegistry
-    from fhir_server.validation.profile import ProfileValidator, Rule, TypeRef
+    from fhir_server.validation.profile import ProfileValidator
+    from fhir_server.validation.rules import Rule, TypeRef
 
 __all__ = [
     "Ctx",

@@ -12,7 +12,6 @@ The checks on one value are in checks.py, slice matching in slicing.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError
@@ -31,7 +30,8 @@ from fhir_server.validation.checks import (
     make_issue,
 )
 from fhir_server.validation.fhirpath import Invariant, compile_invariant
-from fhir_server.validation.slicing import Slicing, match_slices
+from fhir_server.validation.rules import Item, Rule, Slicing, TypeRef
+from fhir_server.validation.slicing import match_slices
 
 if TYPE_CHECKING:
     from fhir_server.validation.conformance import ConformanceRegistry
@@ -46,44 +46,6 @@ _SYSTEM_TYPES = {"System.String": "string", "System.Boolean": "boolean", "System
 # Checked by the walk itself: through fhirpathpy, on every element, they would dominate validation time.
 _STRUCTURAL = {"ele-1", "ext-1"}
 _EXTENSIONS = ("extension", "modifierExtension")
-
-
-@dataclass(slots=True, eq=False)
-class TypeRef:
-    code: str
-    profiles: tuple[str, ...] = ()
-    targets: tuple[str, ...] = ()
-
-
-@dataclass(slots=True, eq=False)
-class Rule:
-    """One element of the snapshot, with its children and slices."""
-
-    id: str
-    path: str
-    name: str
-    min: int
-    max: int | None
-    array: bool
-    types: list[TypeRef]
-    choice: bool = False
-    fixed: Any = None
-    pattern: Any = None
-    binding: tuple[str, str] | None = None
-    max_length: int | None = None
-    min_value: Any = None
-    max_value: Any = None
-    invariants: list[Invariant] = field(default_factory=list)
-    children: list[Rule] = field(default_factory=list)
-    slicing: Slicing | None = None
-    slices: list[Rule] = field(default_factory=list)
-    slice_name: str | None = None
-    content_ref: str | None = None
-    child_names: frozenset[str] = frozenset()
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}:{self.slice_name}" if self.slice_name else self.name
 
 
 def _type_ref(t: dict[str, Any]) -> TypeRef:
@@ -209,7 +171,6 @@ def walk_object(rule: Rule, obj: Any, path: str, ctx: Ctx, resource: bool = Fals
             ctx.add("error", "structure", f"Unknown element '{key}'", f"{path}.{key.lstrip('_')}")
 
 
-Item = tuple[Any, Any, str, str | None]  # value, primitive extension object, path, type code
 
 
 def collect(child: Rule, parent: Rule, obj: dict[str, Any], path: str, ctx: Ctx, seen: set[str]) -> list[Item]:
@@ -276,7 +237,7 @@ def check_items(child: Rule, items: list[Item], path: str, ctx: Ctx) -> None:
         ctx.add("error", "structure", f"{child.label}: maximum allowed = {child.max}, found {len(items)}", where)
     matched: list[Rule | None] = [None] * len(items)
     if child.slices:
-        matched = match_slices(child, items, where, ctx)
+        matched = match_slices(child, items, where, ctx, check_value)
     for item, rule in zip(items, matched, strict=True):
         if rule is None and child.name in _EXTENSIONS:
             check_extension(child, item, ctx)

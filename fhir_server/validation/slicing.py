@@ -10,39 +10,29 @@ fixed, pattern, required binding, type or profile to compare with) does not rule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from fhir_server.validation.checks import Ctx, codings_of, matches_pattern
 from fhir_server.validation.fhirpath import evaluate_path, extension_call, split_path
+from fhir_server.validation.rules import Item, Rule, Slicing, TypeRef
 
-if TYPE_CHECKING:
-    from fhir_server.validation.profile import Item, Rule
+__all__ = ["Check", "Slicing", "match_slices"]
 
-__all__ = ["Slicing", "match_slices"]
-
-
-@dataclass(slots=True)
-class Slicing:
-    discriminators: list[tuple[str, str]]
-    rules: str
-    ordered: bool
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Slicing:
-        discs = [(d.get("type", "value"), d.get("path", "$this")) for d in data.get("discriminator", [])]
-        return cls(discs, data.get("rules", "open"), bool(data.get("ordered")))
+# How an item is checked against a rule: profile.check_value, handed in by the walk that calls
+# `match_slices` (the walk and slice matching call each other; this module stays below it).
+Check = Callable[[Rule, Item, Ctx], None]
 
 
 _URL_SLICING = Slicing([("value", "url")], "open", False)
 
 
-def match_slices(child: Rule, items: list[Item], where: str, ctx: Ctx) -> list[Rule | None]:
+def match_slices(child: Rule, items: list[Item], where: str, ctx: Ctx, check: Check) -> list[Rule | None]:
     """The slice each item belongs to (first match), with slice cardinality and closed-slicing checks."""
     slicing = child.slicing or _URL_SLICING
     matched: list[Rule | None] = []
     for item in items:
-        matched.append(next((s for s in child.slices if _slice_matches(s, item, slicing, ctx)), None))
+        matched.append(next((s for s in child.slices if _slice_matches(s, item, slicing, ctx, check)), None))
     for s in child.slices:
         n = sum(1 for m in matched if m is s)
         if n < s.min:
@@ -77,27 +67,24 @@ def _check_order(child: Rule, slicing: Slicing, items: list[Item], matched: list
         highest = max(highest, rank[id(m)])
 
 
-def _slice_matches(s: Rule, item: Item, slicing: Slicing, ctx: Ctx) -> bool:
+def _slice_matches(s: Rule, item: Item, slicing: Slicing, ctx: Ctx, check: Check) -> bool:
     if not slicing.discriminators:
-        return _conforms([(s, item)], ctx)
+        return _conforms([(s, item)], ctx, check)
     for dtype, dpath in slicing.discriminators:
-        if _discriminator(s, item, dtype, dpath, ctx) is False:
+        if _discriminator(s, item, dtype, dpath, ctx, check) is False:
             return False
     return True
 
 
-def _conforms(checks: list[tuple[Rule, Item]], ctx: Ctx) -> bool:
+def _conforms(checks: list[tuple[Rule, Item]], ctx: Ctx, check: Check) -> bool:
     """Whether every item passes its rule without error; the issues of this trial are dropped."""
-    # profile.py imports this module at load time: the walk and slice matching call each other.
-    from fhir_server.validation.profile import check_value
-
     sub = Ctx(ctx.registry, ctx.resource, ctx.root)
     for rule, item in checks:
-        check_value(rule, item, sub)
+        check(rule, item, sub)
     return not any(i["severity"] == "error" for i in sub.issues)
 
 
-def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx) -> bool | None:
+def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx, check: Check) -> bool | None:
     value, _, _, code = item
     if "resolve()" in dpath:
         return None
@@ -120,7 +107,7 @@ def _discriminator(s: Rule, item: Item, dtype: str, dpath: str, ctx: Ctx) -> boo
             actual.add(code)
         return bool(actual & set(exp)) if actual else None
     if kind == "profiles":
-        return _conforms_to_any(exp, values, ctx)
+        return _conforms_to_any(exp, values, ctx, check)
     return None
 
 
@@ -139,16 +126,14 @@ def _in_value_set(vs: str, values: list[Any], ctx: Ctx) -> bool | None:
     return any(members.contains(system, c) for system, c in codings)
 
 
-def _conforms_to_any(urls: list[str], values: list[Any], ctx: Ctx) -> bool:
+def _conforms_to_any(urls: list[str], values: list[Any], ctx: Ctx, check: Check) -> bool:
     """A `profile` discriminator: the values conform to one of the slice's type profiles."""
-    from fhir_server.validation.profile import Rule, TypeRef  # see _conforms
-
     for url in urls:
         target = ctx.validator(url)
         if target is None:
             continue
         rule = Rule("", "", "", 0, None, False, [TypeRef(target.type, (url,))])
-        if values and _conforms([(rule, (v, None, "", None)) for v in values], ctx):
+        if values and _conforms([(rule, (v, None, "", None)) for v in values], ctx, check):
             return True
     return False
 

@@ -70,3 +70,48 @@ async def test_french_parameters_from_profiles_become_live_at_start(client_facto
         cs = (await client.get("/metadata")).json()
         params = next(x for x in cs["rest"][0]["resource"] if x["type"] == "Patient")["searchParam"]
         assert "ins" in {p["name"] for p in params}
+
+
+async def test_a_job_left_by_a_stopped_node_is_resumed_at_the_next_start(client_factory: Any,
+                                                                         database_url: str) -> None:
+    from sqlalchemy import create_engine, select, update
+
+    from fhir_server.search.reindex import start_reindex
+    from fhir_server.storage.job_schema import job
+
+    async with client_factory() as client:
+        for colour in ("red", "red", "brown"):
+            await client.post("/Patient", json=_patient(colour))
+        assert (await client.put("/SearchParameter/hair-colour", json=SP)).status_code == 201
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:  # a node created the job, took its lease and died
+            job_id = start_reindex(conn, [("Patient", "hair-colour")])
+            conn.execute(update(job).where(job.c.job_id == job_id).values(lease_owner="gone", lease_expires=1))
+        async with client_factory() as client:
+            r = await _wait_for(client, "/Patient", {"hair-colour": "red"})
+            assert len(r.json()["entry"]) == 2
+            status = (await client.get("/$reindex", params={"job": job_id})).json()
+            assert {p["name"]: p.get("valueCode") for p in status["parameter"]}["status"] == "done"
+        with engine.connect() as conn:  # resumed, not started again beside it
+            assert conn.execute(select(job.c.job_id).where(job.c.type == "reindex")).scalars().all() == [job_id]
+    finally:
+        engine.dispose()
+
+
+async def test_a_reindex_job_can_be_cancelled(client: httpx.AsyncClient) -> None:
+    await client.post("/Patient", json=_patient("red"))
+    assert (await client.put("/SearchParameter/hair-colour", json=SP)).status_code == 201
+    started = await client.post("/$reindex", json={"resourceType": "Parameters", "parameter": [
+        {"name": "url", "valueUri": SP["url"]}]})
+    job = next(p["valueString"] for p in started.json()["parameter"] if p["name"] == "job")
+    r = await client.post("/$reindex", json={"resourceType": "Parameters", "parameter": [
+        {"name": "job", "valueString": job}, {"name": "cancel", "valueBoolean": True}]})
+    assert r.status_code == 200, r.text
+    status = {p["name"]: p.get("valueCode") for p in r.json()["parameter"]}["status"]
+    assert status in ("cancelled", "done")  # it may have finished first: one patient is one step
+    empty = {"resourceType": "Parameters"}
+    missing = await client.post("/$reindex", params={"job": job}, json=empty)
+    assert missing.status_code == 400 and "cancel=true" in missing.text
+    again = await client.post("/$reindex", params={"job": job, "cancel": "true"}, json=empty)  # query string
+    assert again.status_code == 200 and status in again.text

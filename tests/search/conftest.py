@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, insert, select, text, update
 
 from fhir_server.fhir.json import dumps
-from fhir_server.indexing import write_index
 from fhir_server.search.access import EVERYTHING
+from fhir_server.search.indexer import write_index
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.schema import resource
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, create_engine, inspect
 
-from fhir_server.storage import index_schema
+from fhir_server.storage import index_schema, job_schema
 from fhir_server.storage.schema import metadata
 
 
@@ -13,7 +13,7 @@ def test_migration_creates_the_declared_index_tables_and_indexes(database_url: s
     try:
         insp = inspect(engine)
         tables = set(insp.get_table_names())
-        declared = {*index_schema.INDEX_TABLES, "idx_fulltext", "search_param_status", "reindex_job"}
+        declared = {*index_schema.INDEX_TABLES, "idx_fulltext", "search_param_status", job_schema.job.name}
         declared = {index_schema.INDEX_TABLES[k].name if k in index_schema.INDEX_TABLES else k for k in declared}
         assert declared <= tables
         for name in declared:
@@ -55,7 +55,7 @@ def test_migration_0005_fills_base_units_for_quantities_already_indexed(database
     from sqlalchemy import insert, select
 
     from fhir_server.fhir.json import dumps
-    from fhir_server.indexing import write_index
+    from fhir_server.search.indexer import write_index
     from fhir_server.storage.index_schema import idx_quantity
     from fhir_server.storage.migrate import downgrade, upgrade
     from fhir_server.storage.schema import resource
