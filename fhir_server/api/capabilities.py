@@ -74,7 +74,7 @@ def build_capability_statement(
         "implementation": {"description": "FHIR R4 server for French care-coordination networks", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "application/json"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "patchFormat": ["application/json-patch+json", "application/merge-patch+json", "application/fhir+json"],
         "rest": [rest],
     }
     if implementation_guides:

@@ -150,7 +150,8 @@ async def conditional_update_route(request: Request, type: str) -> Response:
 
 async def _patch_body(request: Request, ctx: RequestContext) -> tuple[Any, str]:
     body, kind = await read_body(request, ctx.settings.max_body_bytes, patch=True)
-    return body, patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
+    kinds = {"json-patch": patch.JSON_PATCH, "merge-patch": patch.MERGE_PATCH}
+    return body, kinds.get(kind, patch.RESOURCE_BODY)
 
 
 async def patch_route(request: Request, type: str, id: str) -> Response:
@@ -318,7 +319,7 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/{type}", "delete", conditional_delete_route, "Conditional delete by search criteria"),
     Route("GET", "/{type}/{id}", "read", read_route, "Read the current version", "instance"),
     Route("PUT", "/{type}/{id}", "update", update_route, "Update (or create with this id)", "instance"),
-    Route("PATCH", "/{type}/{id}", "patch", patch_route, "JSON Patch or FHIRPath Patch", "instance"),
+    Route("PATCH", "/{type}/{id}", "patch", patch_route, "JSON Patch, FHIRPath Patch or JSON Merge Patch", "instance"),
     Route("DELETE", "/{type}/{id}", "delete", delete_route, "Delete", "instance"),
     Route(
         "GET", "/{type}/{id}/_history", "history-instance", history_instance_route, "History of a resource", "instance"
