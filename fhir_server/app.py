@@ -20,10 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from fhir_server import __version__
-from fhir_server.api.capabilities import build_capability_statement
+from fhir_server.api.capabilities import build_capability_statement, capability_view
 from fhir_server.api.http import error_response
 from fhir_server.api.openapi import openapi_document
-from fhir_server.api.operation_routes import OPERATION_DEFINITIONS
+from fhir_server.api.operation_routes import OPERATION_DEFINITIONS, type_operations
 from fhir_server.api.routes import ROUTES
 from fhir_server.config import Settings, get_settings
 from fhir_server.context import RequestContext
@@ -32,7 +32,7 @@ from fhir_server.errors import FhirError
 from fhir_server.fhir.json import dumps, loads
 from fhir_server.interactions.load import load_resources
 from fhir_server.operations.reindex import resume_jobs, start_pending, stop_jobs
-from fhir_server.search import capability_search_params, ucum
+from fhir_server.search import capability_includes, capability_search_params, ucum
 from fhir_server.search.registry import registry as search_registry
 from fhir_server.search.reindex import load_custom_parameters
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
@@ -120,14 +120,21 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.state.profiles = profiles
     app.state.context_factory = _context_factory(settings, profiles)
 
-    def capability_statement(base_url: str) -> bytes:
+    def capability_statement(base_url: str, view: tuple[str, str | None, str | None] = ("full", None, None)) -> bytes:
+        """The statement as bytes; `view` is (mode, _summary, _elements) of /metadata."""
         # Stored SearchParameters and profiles change what is listed: they are part of the key.
         search_generation = sum(len(search_registry().params(t)) for t in search_registry().types())
-        return _capability_statement(base_url, search_generation, len(profiles.registry.all("StructureDefinition")))
+        key = (base_url, search_generation, len(profiles.registry.all("StructureDefinition")))
+        return _capability_view(key, view)
+
+    @lru_cache(maxsize=32)
+    def _capability_view(key: tuple[str, int, int], view: tuple[str, str | None, str | None]) -> bytes:
+        statement = _capability_statement(*key)
+        return dumps(statement if view == ("full", None, None) else capability_view(statement, *view))
 
     @lru_cache(maxsize=16)
-    def _capability_statement(base_url: str, _search: int, _profiles: int) -> bytes:
-        return dumps(
+    def _capability_statement(base_url: str, _search: int, _profiles: int) -> dict[str, Any]:
+        return (
             build_capability_statement(
                 ROUTES,
                 resource_types(),
@@ -137,6 +144,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                 profiles=profiles.supported_profiles,
                 operations=OPERATION_DEFINITIONS,
                 implementation_guides=profiles.implementation_guides(),
+                includes=capability_includes,
+                type_operations=type_operations,
             )
         )
 

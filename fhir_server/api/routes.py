@@ -281,10 +281,9 @@ async def bundle_route(request: Request) -> Response:
 # -- capabilities --------------------------------------------------------------------------
 async def metadata_route(request: Request) -> Response:
     media = response_type(request)
-    mode = request.query_params.get("mode", "full")
-    if mode not in ("full", "normative", "terse"):
-        raise invalid(f"mode={mode} is not one of full, normative, terse")
-    body: bytes = request.app.state.capability_statement(context(request).base_url)
+    q = request.query_params
+    view = (q.get("mode", "full"), q.get("_summary"), q.get("_elements"))
+    body: bytes = request.app.state.capability_statement(context(request).base_url, view)
     return fhir_response(request, body, 200, None, media)
 
 

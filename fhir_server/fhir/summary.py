@@ -14,7 +14,7 @@ from typing import Any
 from fhir_server.definitions import structure_definition_for_type
 from fhir_server.errors import invalid
 
-__all__ = ["SUMMARY_VALUES", "subset"]
+__all__ = ["SUMMARY_VALUES", "nested_summary", "subset"]
 
 SUMMARY_VALUES = frozenset({"true", "false", "text", "data", "count"})
 _SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -68,3 +68,39 @@ def subset(resource: dict[str, Any], summary: str | None, elements: str | None) 
         wanted |= mandatory
         return _tagged({k: v for k, v in resource.items() if k in _ALWAYS or k in wanted or _matches(k, wanted)})
     return None
+
+
+@cache
+def _summary_paths(type_: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(paths marked isSummary, paths that have children in the snapshot), below the type."""
+    sd = structure_definition_for_type(type_) or {}
+    summary, parents = set(), set()
+    for element in sd.get("snapshot", {}).get("element", []):
+        path = element.get("path", "")
+        if "." not in path:
+            continue
+        if element.get("isSummary"):
+            summary.add(path)
+        parents.add(path.rsplit(".", 1)[0])
+    return frozenset(summary), frozenset(parents)
+
+
+def _summary_node(node: Any, path: str, summary: frozenset[str], parents: frozenset[str]) -> Any:
+    if isinstance(node, list):
+        return [_summary_node(item, path, summary, parents) for item in node]
+    if not isinstance(node, dict) or path not in parents:
+        return node  # a datatype: kept whole, as its own elements are all part of it
+    out = {}
+    for key, value in node.items():
+        child = f"{path}.{key}"
+        if child in summary or _matches(key, {p.rsplit(".", 1)[1] for p in summary if p.startswith(path + ".")}):
+            out[key] = _summary_node(value, child, summary, parents)
+    return out
+
+
+def nested_summary(resource: dict[str, Any]) -> dict[str, Any]:
+    """`_summary=true` applied at every level of a resource's backbone elements (isSummary)."""
+    type_ = resource.get("resourceType", "")
+    summary, parents = _summary_paths(type_)
+    out = _summary_node(resource, type_, summary, parents)
+    return _tagged({**{k: resource[k] for k in _ALWAYS if k in resource}, **out})
