@@ -25,6 +25,7 @@ from fhir_server.api.http import error_response
 from fhir_server.api.openapi import openapi_document
 from fhir_server.api.operation_routes import OPERATION_DEFINITIONS, type_operations
 from fhir_server.api.routes import ROUTES
+from fhir_server.api.swagger import install_swagger_ui
 from fhir_server.config import Settings, get_settings
 from fhir_server.context import RequestContext
 from fhir_server.definitions import resource_types
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         title="FHIR R4 server for care-coordination networks",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served by install_swagger_ui, without a CDN
+        redoc_url=None,  # ReDoc has no offline bundle here
         description="FHIR R4 (4.0.1) REST API under /fhir. See /fhir/metadata for the CapabilityStatement.",
     )
     profiles = ProfileService(settings)
@@ -162,6 +165,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     info = {"title": app.title, "version": app.version, "description": app.description}
     document = openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info)
     app.openapi = lambda: document  # type: ignore[method-assign]
+    install_swagger_ui(app)
     _install_error_handlers(app)
     return app
 
