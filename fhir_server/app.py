@@ -163,8 +163,16 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             )
         )
     info = {"title": app.title, "version": app.version, "description": app.description}
-    document = openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info)
-    app.openapi = lambda: document  # type: ignore[method-assign]
+
+    @lru_cache(maxsize=2)
+    def _openapi(_search: int) -> dict[str, Any]:
+        return openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info, capability_search_params)
+
+    def openapi() -> dict[str, Any]:
+        # Built on first use (~0.1 s), again only when stored SearchParameters change the registry.
+        return _openapi(sum(len(search_registry().params(t)) for t in search_registry().types()))
+
+    app.openapi = openapi  # type: ignore[method-assign]
     install_swagger_ui(app)
     _install_error_handlers(app)
     return app

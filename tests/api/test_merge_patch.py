@@ -71,7 +71,9 @@ async def test_unknown_patch_body_names_the_accepted_formats(client: httpx.Async
 async def test_conditional_merge_patch(client: httpx.AsyncClient) -> None:
     pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
     ident = PATIENT["identifier"][0]
-    r = await client.patch(f"/Patient?identifier={ident['system']}|{ident['value']}", json={"active": False}, headers=MERGE)
+    r = await client.patch(
+        f"/Patient?identifier={ident['system']}|{ident['value']}", json={"active": False}, headers=MERGE
+    )
     assert r.status_code == 200 and r.json()["id"] == pid and r.json()["active"] is False
 
 
