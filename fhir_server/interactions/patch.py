@@ -26,7 +26,16 @@ from fhir_server.interactions.conditional import criteria, resolve
 from fhir_server.interactions.update import check_version
 from fhir_server.storage import Storage, StoredResource, WriteTx
 
-__all__ = ["FHIRPATH_PATCH", "JSON_PATCH", "MERGE_PATCH", "RESOURCE_BODY", "conditional_patch", "parse_patch", "patch", "patch_in"]
+__all__ = [
+    "FHIRPATH_PATCH",
+    "JSON_PATCH",
+    "MERGE_PATCH",
+    "RESOURCE_BODY",
+    "conditional_patch",
+    "parse_patch",
+    "patch",
+    "patch_in",
+]
 
 JSON_PATCH = "json-patch"
 FHIRPATH_PATCH = "fhirpath-patch"
