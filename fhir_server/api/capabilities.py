@@ -18,7 +18,9 @@ from fhir_server.config import Settings
 
 __all__ = ["SYSTEM_OPERATIONS", "build_capability_statement", "capability_view"]
 
-SYSTEM_OPERATIONS = ("reindex",)
+# rest.operation is "for operations invoked at the system level, or supported across multiple
+# resource types" (R4 CapabilityStatement.rest.operation); the others are listed per type.
+SYSTEM_OPERATIONS = ("validate", "reindex")
 # Dropped by mode=terse: prose for people, not what a client needs to talk to the server.
 _TERSE_DROPPED = frozenset({"documentation", "description", "text", "purpose", "copyright"})
 

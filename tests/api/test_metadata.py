@@ -22,7 +22,7 @@ async def test_metadata_lists_includes_revincludes_and_type_operations(client: h
     assert ops["expand"] == "http://hl7.org/fhir/OperationDefinition/ValueSet-expand" and "validate" in ops
     cs_ops = {o["name"]: o["definition"] for o in _resource(cs, "CodeSystem")["operation"]}
     assert cs_ops["validate-code"].endswith("CodeSystem-validate-code")
-    assert {o["name"] for o in cs["rest"][0]["operation"]} == {"reindex"}
+    assert {o["name"] for o in cs["rest"][0]["operation"]} == {"reindex", "validate"}
     assert "application/merge-patch+json" in cs["patchFormat"]
 
 
