@@ -4,7 +4,8 @@ https://hl7.org/fhir/R4/http.html#patch
 
 Formats: `application/json-patch+json` (RFC 6902), a Parameters resource sent as FHIR JSON
 (FHIRPath Patch), `application/merge-patch+json` (RFC 7386), and, as Aidbox does for clients such
-as fhirpy, a partial resource of the URL's type sent as FHIR JSON, which is read as a merge patch.
+as fhirpy, a partial resource of the URL's type (or a JSON object with no resourceType) sent as
+FHIR JSON, which is read as a merge patch.
 
 The patched resource goes through the same path as an update: it is validated, versioned and
 indexed; the version check (If-Match) and the patch are applied to the same current version
@@ -61,7 +62,8 @@ def parse_patch(kind: str, body: Any, type_: str) -> tuple[str, Any]:
         return MERGE_PATCH, body
     if isinstance(body, dict) and body.get("resourceType") == "Parameters" and type_ != "Parameters":
         return FHIRPATH_PATCH, body
-    if isinstance(body, dict) and body.get("resourceType") == type_:
+    if isinstance(body, dict) and body.get("resourceType", type_) == type_:
+        # fhirpy's resource.patch(active=True) sends {"active": true}: no resourceType at all
         return MERGE_PATCH, body
     found = body.get("resourceType") if isinstance(body, dict) else type(body).__name__
     raise invalid(f"The PATCH body ({found}) is not a patch this server reads; accepted: " + _accepted(type_))

@@ -41,6 +41,14 @@ async def test_partial_resource_as_fhir_json_is_a_merge_patch(client: httpx.Asyn
         assert r.json()["active"] is (ctype == "application/json") and r.json()["gender"] == "female"
 
 
+async def test_fhirpy_patch_body_without_resource_type(client: httpx.AsyncClient) -> None:
+    """fhirpy's resource.patch(active=True) and client.patch(...) send only the changed elements."""
+    pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
+    r = await client.patch(f"/Patient/{pid}", json={"active": True, "birthDate": None})
+    assert r.status_code == 200, r.text
+    assert r.json()["active"] is True and "birthDate" not in r.json() and r.json()["name"] == PATIENT["name"]
+
+
 async def test_merge_patch_result_is_validated(client: httpx.AsyncClient) -> None:
     pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
     r = await client.patch(f"/Patient/{pid}", json={"birthDate": "not a date"}, headers=MERGE)
