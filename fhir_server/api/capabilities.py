@@ -15,6 +15,8 @@ from typing import Any
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.api.routes import Route
 from fhir_server.config import Settings
+from fhir_server.errors import invalid
+from fhir_server.fhir.summary import nested_summary, subset
 
 __all__ = ["SYSTEM_OPERATIONS", "build_capability_statement", "capability_view"]
 
@@ -121,9 +123,6 @@ def capability_view(
     `normative` is the whole statement, CapabilityStatement being normative in R4. `_summary`
     and `_elements` then apply as on any read, `_summary=true` down to the nested summary elements.
     """
-    from fhir_server.errors import invalid
-    from fhir_server.fhir.summary import nested_summary, subset
-
     if mode not in ("full", "normative", "terse"):
         raise invalid(f"mode={mode} is not one of full, normative, terse")
     view = _terse(statement) if mode == "terse" else statement
