@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from tests.docs.doc_commands import Check, Command, doc_files, extract
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_PORTS = ("http://127.0.0.1:8080", "http://localhost:8080")
-COMMAND_TIMEOUT = 60
+COMMAND_TIMEOUT = 30
 
 # Records each answer (status, headers, body) and still prints what curl would print, so `$(curl
 # ...)` and pipes work as in a reader's shell. -i is taken out and its headers printed from -D.
@@ -164,17 +165,25 @@ def _run(command: Command, url: str, env: dict[str, str], scratch: Path, assigns
     text = _localise(command.text, url)
     keep = f'\nprintf %s "${{{assigns}}}" > "$DOCTEST_DIR/assigned"' if assigns else ""
     script = f"{CURL_SHIM}\n{env.get('DOCTEST_ASSIGNMENTS', '')}\n{text}{keep}\n"
-    proc = subprocess.run(
+    # A session of its own: a command that starts a server (a missing skip marker) is ended whole.
+    proc = subprocess.Popen(
         ["bash", "-c", script],
         cwd=ROOT,
         env={**env, "DOCTEST_DIR": str(scratch)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=COMMAND_TIMEOUT,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return [f"still running after {COMMAND_TIMEOUT} s (a server? mark the block docs-test: skip)"]
     problems = []
     if proc.returncode != command.exit_code:
-        problems.append(f"exit {proc.returncode}, expected {command.exit_code}: {(proc.stderr or proc.stdout)[-400:]}")
+        problems.append(f"exit {proc.returncode}, expected {command.exit_code}: {(stderr or stdout)[-400:]}")
     status_file = scratch / "status"
     statuses = [int(s) for s in status_file.read_text().split()] if status_file.exists() else []
     for status in statuses:
