@@ -45,3 +45,29 @@ def test_commands_expectations_and_skips(tmp_path: Path) -> None:
     assert missing.status == 404 and missing.checks == [Check("issue.0.diagnostics", "~", "unknown")]
     assert read.status is None and "Accept" in read.text
     assert load.exit_code == 2 and load.text.startswith("fhir-server load")
+
+
+LOOPS_AND_PROFILES = """
+```bash
+for f in a b; do
+  echo "$f"
+done
+```
+
+<!-- docs-test: validate https://example.org/StructureDefinition/p -->
+```json
+{"resourceType": "Patient", "id": "x"}
+```
+
+```json
+{"resourceType": "Patient", "id": "not-checked"}
+```
+"""
+
+
+def test_loops_stay_whole_and_marked_json_is_validated(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text(LOOPS_AND_PROFILES)
+    loop, validate = extract(tmp_path / "README.md", tmp_path)
+    assert loop.text.startswith("for f in a b; do") and loop.text.endswith("done")
+    assert "/Patient/$validate?profile=https://example.org/StructureDefinition/p" in validate.text
+    assert validate.status == 200 and validate.checks == [Check("issue", "!~", '"severity":"error"')]
