@@ -23,8 +23,9 @@ __all__ = ["SYSTEM_OPERATIONS", "build_capability_statement", "capability_view"]
 # rest.operation is "for operations invoked at the system level, or supported across multiple
 # resource types" (R4 CapabilityStatement.rest.operation); the others are listed per type.
 SYSTEM_OPERATIONS = ("validate", "reindex")
-# Dropped by mode=terse: prose for people, not what a client needs to talk to the server.
-_TERSE_DROPPED = frozenset({"documentation", "description", "text", "purpose", "copyright"})
+# Dropped by mode=terse: prose for people, not what a client needs to talk to the server
+# (implementation.description stays: it is 1..1).
+_TERSE_DROPPED = frozenset({"documentation", "text", "purpose", "copyright"})
 
 _INSTANCE = ("read", "vread", "update", "patch", "delete", "history-instance")
 _TYPE = ("history-type", "create", "search-type")
@@ -125,7 +126,9 @@ def capability_view(
     """
     if mode not in ("full", "normative", "terse"):
         raise invalid(f"mode={mode} is not one of full, normative, terse")
-    view = _terse(statement) if mode == "terse" else statement
+    view = statement
+    if mode == "terse":
+        view = _terse({k: v for k, v in statement.items() if k != "description"})
     if summary == "count":
         raise invalid("_summary=count applies to searches, not to /metadata")
     if summary == "true":

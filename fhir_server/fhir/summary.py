@@ -71,36 +71,31 @@ def subset(resource: dict[str, Any], summary: str | None, elements: str | None) 
 
 
 @cache
-def _summary_paths(type_: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(paths marked isSummary, paths that have children in the snapshot), below the type."""
+def _summary_children(type_: str) -> dict[str, frozenset[str]]:
+    """For each element path with children in the snapshot, the names of its summary children."""
     sd = structure_definition_for_type(type_) or {}
-    summary, parents = set(), set()
+    children: dict[str, set[str]] = {}
     for element in sd.get("snapshot", {}).get("element", []):
-        path = element.get("path", "")
-        if "." not in path:
+        parent, dot, name = element.get("path", "").rpartition(".")
+        if not dot:
             continue
+        names = children.setdefault(parent, set())
         if element.get("isSummary"):
-            summary.add(path)
-        parents.add(path.rsplit(".", 1)[0])
-    return frozenset(summary), frozenset(parents)
+            names.add(name)
+    return {parent: frozenset(names) for parent, names in children.items()}
 
 
-def _summary_node(node: Any, path: str, summary: frozenset[str], parents: frozenset[str]) -> Any:
+def _summary_node(node: Any, path: str, children: dict[str, frozenset[str]]) -> Any:
     if isinstance(node, list):
-        return [_summary_node(item, path, summary, parents) for item in node]
-    if not isinstance(node, dict) or path not in parents:
+        return [_summary_node(item, path, children) for item in node]
+    if not isinstance(node, dict) or path not in children:
         return node  # a datatype: kept whole, as its own elements are all part of it
-    out = {}
-    for key, value in node.items():
-        child = f"{path}.{key}"
-        if child in summary or _matches(key, {p.rsplit(".", 1)[1] for p in summary if p.startswith(path + ".")}):
-            out[key] = _summary_node(value, child, summary, parents)
-    return out
+    names = children[path]
+    return {k: _summary_node(v, f"{path}.{k}", children) for k, v in node.items() if _matches(k, names)}
 
 
 def nested_summary(resource: dict[str, Any]) -> dict[str, Any]:
     """`_summary=true` applied at every level of a resource's backbone elements (isSummary)."""
     type_ = resource.get("resourceType", "")
-    summary, parents = _summary_paths(type_)
-    out = _summary_node(resource, type_, summary, parents)
+    out = _summary_node(resource, type_, _summary_children(type_))
     return _tagged({**{k: resource[k] for k in _ALWAYS if k in resource}, **out})

@@ -36,6 +36,7 @@ async def test_terse_summary_and_elements_shrink_the_statement(client: httpx.Asy
     assert len(summary.content) < len(full.content) / 10
     assert len(elements.content) < 2000
     assert "documentation" not in terse.text and "searchParam" in terse.text
+    assert terse.json()["implementation"]["description"]  # 1..1: kept
     patient = _resource(summary.json(), "Patient")
     assert "searchParam" not in patient and "interaction" not in patient and patient["type"] == "Patient"
     assert summary.json()["meta"]["tag"][0]["code"] == "SUBSETTED"
