@@ -166,7 +166,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
     @lru_cache(maxsize=2)
     def _openapi(_search: int) -> dict[str, Any]:
-        return openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info, capability_search_params)
+        types = sorted(resource_types())
+        return openapi_document(ROUTES, types, FHIR_BASE, info, capability_search_params, type_operations)
 
     def openapi() -> dict[str, Any]:
         # Built on first use (~0.1 s), again only when stored SearchParameters change the registry.

@@ -22,6 +22,7 @@ from fhir_server.api.routes import Route
 __all__ = ["openapi_document"]
 
 SearchParams = Callable[[str], list[dict[str, Any]]]
+TypeOperations = Callable[[str], list[tuple[str, str]]]
 
 _PARAM = re.compile(r"{(\w+)}")
 _JSON_TYPES = ("application/fhir+json", "application/json")
@@ -117,6 +118,22 @@ def _operation(
     return op
 
 
+def _type_operation(type_: str, name: str, url: str, method: str) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": f"${name} on {type_}",
+        "description": f"OperationDefinition: {url}. Inputs as query parameters (GET) or a Parameters resource (POST).",
+        "tags": [type_],
+        "operationId": f"operation-{method}-{type_}-{name}",
+        "responses": {
+            "200": {"description": "Success", "content": _content(_resource_schema())},
+            "4XX": {"$ref": f"{_REF}responses/OperationOutcome"},
+        },
+    }
+    if method == "post":
+        op["requestBody"] = {"required": False, "content": _content(_resource_schema())}
+    return op
+
+
 def _components() -> dict[str, Any]:
     parameters = {
         name: {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
@@ -132,8 +149,13 @@ def openapi_document(
     base: str,
     info: dict[str, Any],
     search_params: SearchParams | None = None,
+    type_operations: TypeOperations | None = None,
 ) -> dict[str, Any]:
-    """One path per route, with each `{type}` route written out per resource type."""
+    """One path per route, with each `{type}` route written out per resource type.
+
+    With `type_operations`, each type's operations get their own path too (`/Patient/$validate`,
+    `/ValueSet/$expand`), besides the generic `/{type}/${op}`.
+    """
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         typed = "{type}" in route.path and "{comp}" not in route.path and "$" not in route.path
@@ -141,4 +163,7 @@ def openapi_document(
             sub = route.path.replace("{type}", type_) if type_ else route.path
             path = base + sub if sub else base
             paths.setdefault(path, {})[route.method.lower()] = _operation(route, type_, resource_types, search_params)
+    for type_ in resource_types if type_operations else []:
+        for name, url in type_operations(type_) if type_operations else []:
+            paths[f"{base}/{type_}/${name}"] = {m: _type_operation(type_, name, url, m) for m in ("get", "post")}
     return {"openapi": "3.1.0", "info": info, "paths": paths, "components": _components()}
