@@ -21,9 +21,11 @@ import argparse
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.engine import make_url
 
 from fhir_server.fhir.json import dumps
 from fhir_server.search.compile.fulltext import fulltext_row
@@ -181,6 +183,9 @@ def load(engine: Engine, patients: int, batch_size: int = 1000) -> int:
 
 
 def engine_for(url: str, schema: str | None) -> Engine:
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)  # bench/data/ is not in the repository
     if schema:
         admin = create_engine(url)
         with admin.begin() as conn:

@@ -20,11 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from fhir_server import __version__
-from fhir_server.api.capabilities import build_capability_statement
+from fhir_server.api.capabilities import build_capability_statement, capability_view
 from fhir_server.api.http import error_response
 from fhir_server.api.openapi import openapi_document
-from fhir_server.api.operation_routes import OPERATION_DEFINITIONS
+from fhir_server.api.operation_routes import OPERATION_DEFINITIONS, type_operations
 from fhir_server.api.routes import ROUTES
+from fhir_server.api.swagger import install_swagger_ui
 from fhir_server.audit.hooks import record_write
 from fhir_server.audit.middleware import AuditMiddleware, AuditWriter
 from fhir_server.auth import caller_of, install_auth, policy
@@ -36,7 +37,7 @@ from fhir_server.fhir.json import dumps, loads
 from fhir_server.interactions.load import load_resources
 from fhir_server.jobs import JobRunner
 from fhir_server.operations import reindex
-from fhir_server.search import capability_search_params, ucum
+from fhir_server.search import capability_includes, capability_search_params, ucum
 from fhir_server.search.registry import registry as search_registry
 from fhir_server.search.reindex import load_custom_parameters
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
@@ -153,6 +154,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         title="FHIR R4 server for care-coordination networks",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served by install_swagger_ui, without a CDN
+        redoc_url=None,  # ReDoc has no offline bundle here
         description="FHIR R4 (4.0.1) REST API under /fhir. See /fhir/metadata for the CapabilityStatement.",
     )
     profiles = ProfileService(settings)
@@ -160,14 +163,21 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.state.profiles = profiles
     app.state.context_factory = _context_factory(settings, profiles)
 
-    def capability_statement(base_url: str) -> bytes:
+    def capability_statement(base_url: str, view: tuple[str, str | None, str | None] = ("full", None, None)) -> bytes:
+        """The statement as bytes; `view` is (mode, _summary, _elements) of /metadata."""
         # Stored SearchParameters and profiles change what is listed: they are part of the key.
         search_generation = sum(len(search_registry().params(t)) for t in search_registry().types())
-        return _capability_statement(base_url, search_generation, len(profiles.registry.all("StructureDefinition")))
+        key = (base_url, search_generation, len(profiles.registry.all("StructureDefinition")))
+        return _capability_view(key, view)
+
+    @lru_cache(maxsize=32)
+    def _capability_view(key: tuple[str, int, int], view: tuple[str, str | None, str | None]) -> bytes:
+        statement = _capability_statement(*key)
+        return dumps(statement if view == ("full", None, None) else capability_view(statement, *view))
 
     @lru_cache(maxsize=16)
-    def _capability_statement(base_url: str, _search: int, _profiles: int) -> bytes:
-        return dumps(
+    def _capability_statement(base_url: str, _search: int, _profiles: int) -> dict[str, Any]:
+        return (
             build_capability_statement(
                 ROUTES,
                 resource_types(),
@@ -177,6 +187,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                 profiles=profiles.supported_profiles,
                 operations=OPERATION_DEFINITIONS,
                 implementation_guides=profiles.implementation_guides(),
+                includes=capability_includes,
+                type_operations=type_operations,
             )
         )
 
@@ -191,8 +203,18 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             )
         )
     info = {"title": app.title, "version": app.version, "description": app.description}
-    document = openapi_document(ROUTES, sorted(resource_types()), FHIR_BASE, info)
-    app.openapi = lambda: document  # type: ignore[method-assign]
+
+    @lru_cache(maxsize=2)
+    def _openapi(_search: int) -> dict[str, Any]:
+        types = sorted(resource_types())
+        return openapi_document(ROUTES, types, FHIR_BASE, info, capability_search_params, type_operations)
+
+    def openapi() -> dict[str, Any]:
+        # Built on first use (~0.1 s), again only when stored SearchParameters change the registry.
+        return _openapi(sum(len(search_registry().params(t)) for t in search_registry().types()))
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    install_swagger_ui(app)
     _install_error_handlers(app)
     app.add_middleware(AuditMiddleware)  # inside the auth middleware: the caller is known
     install_auth(app, settings)

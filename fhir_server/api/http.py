@@ -45,6 +45,8 @@ FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "json", "text/json"}
 _FORMAT_ALIASES = {"json": FHIR_JSON, "application/fhir+json": FHIR_JSON, "application/json+fhir": FHIR_JSON}
 JSON_PATCH_TYPE = "application/json-patch+json"
+MERGE_PATCH_TYPE = "application/merge-patch+json"
+_PATCH_KINDS = {JSON_PATCH_TYPE: "json-patch", MERGE_PATCH_TYPE: "merge-patch"}
 
 
 def _media_types(header: str) -> list[str]:
@@ -115,15 +117,15 @@ def if_match(request: Request) -> int | None:
 
 
 async def read_body(request: Request, max_bytes: int, patch: bool = False) -> tuple[Any, str]:
-    """Parse a JSON request body; return it with its kind ('resource' or 'json-patch')."""
+    """Parse a JSON request body; return it with its kind ('resource', 'json-patch' or 'merge-patch')."""
     ctype = request.headers.get("content-type")
     kind = "resource"
     if ctype:
         media = ctype.split(";")[0].strip().lower()
-        if patch and media == JSON_PATCH_TYPE:
-            kind = "json-patch"
+        if patch and media in _PATCH_KINDS:
+            kind = _PATCH_KINDS[media]
         elif media not in _JSON_TYPES:
-            allowed = f"{FHIR_JSON}, application/json" + (f" or {JSON_PATCH_TYPE}" if patch else "")
+            allowed = f"{FHIR_JSON}, application/json" + (f", {JSON_PATCH_TYPE} or {MERGE_PATCH_TYPE}" if patch else "")
             raise unsupported_media_type(f"Content-Type {media} is not supported: send {allowed}")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:

@@ -20,7 +20,13 @@ from fhir_server.operations.terminology import OPERATIONS
 from fhir_server.operations.validate import validate_operation
 from fhir_server.validation.service import ProfileService
 
-__all__ = ["OPERATION_DEFINITIONS", "instance_operation_route", "system_operation_route", "type_operation_route"]
+__all__ = [
+    "OPERATION_DEFINITIONS",
+    "instance_operation_route",
+    "system_operation_route",
+    "type_operation_route",
+    "type_operations",
+]
 
 # Listed in the CapabilityStatement; each name is implemented below.
 OPERATION_DEFINITIONS: dict[str, str] = {
@@ -32,6 +38,15 @@ OPERATION_DEFINITIONS: dict[str, str] = {
     # Not an HL7-defined operation: HAPI and Microsoft's servers offer the same name.
     "reindex": "https://fhir.coordination-sante.fr/OperationDefinition/reindex",
 }
+
+
+def type_operations(type_: str) -> list[tuple[str, str]]:
+    """(name, OperationDefinition url) of the operations `type_` answers, for the CapabilityStatement."""
+    ops = [("validate", OPERATION_DEFINITIONS["validate"])]
+    for (op_type, name), _ in OPERATIONS.items():
+        if op_type == type_:
+            ops.append((name, f"http://hl7.org/fhir/OperationDefinition/{type_}-{name}"))
+    return ops
 
 
 async def _inputs(request: Request) -> OperationInput:

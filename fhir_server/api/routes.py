@@ -151,7 +151,8 @@ async def conditional_update_route(request: Request, type: str) -> Response:
 
 async def _patch_body(request: Request, ctx: RequestContext) -> tuple[Any, str]:
     body, kind = await read_body(request, ctx.settings.max_body_bytes, patch=True)
-    return body, patch.JSON_PATCH if kind == "json-patch" else patch.FHIRPATH_PATCH
+    kinds = {"json-patch": patch.JSON_PATCH, "merge-patch": patch.MERGE_PATCH}
+    return body, kinds.get(kind, patch.RESOURCE_BODY)
 
 
 async def patch_route(request: Request, type: str, id: str) -> Response:
@@ -282,10 +283,9 @@ async def bundle_route(request: Request) -> Response:
 # -- capabilities --------------------------------------------------------------------------
 async def metadata_route(request: Request) -> Response:
     media = response_type(request)
-    mode = request.query_params.get("mode", "full")
-    if mode not in ("full", "normative", "terse"):
-        raise invalid(f"mode={mode} is not one of full, normative, terse")
-    body: bytes = request.app.state.capability_statement(context(request).base_url)
+    q = request.query_params
+    view = (q.get("mode", "full"), q.get("_summary"), q.get("_elements"))
+    body: bytes = request.app.state.capability_statement(context(request).base_url, view)
     return fhir_response(request, body, 200, None, media)
 
 
@@ -320,7 +320,7 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/{type}", "delete", conditional_delete_route, "Conditional delete by search criteria"),
     Route("GET", "/{type}/{id}", "read", read_route, "Read the current version", "instance"),
     Route("PUT", "/{type}/{id}", "update", update_route, "Update (or create with this id)", "instance"),
-    Route("PATCH", "/{type}/{id}", "patch", patch_route, "JSON Patch or FHIRPath Patch", "instance"),
+    Route("PATCH", "/{type}/{id}", "patch", patch_route, "JSON Patch, FHIRPath Patch or JSON Merge Patch", "instance"),
     Route("DELETE", "/{type}/{id}", "delete", delete_route, "Delete", "instance"),
     Route(
         "GET", "/{type}/{id}/_history", "history-instance", history_instance_route, "History of a resource", "instance"

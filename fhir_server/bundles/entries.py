@@ -15,7 +15,7 @@ from fhir_server.errors import FhirError, invalid, not_supported, too_large
 from fhir_server.fhir.json import loads
 from fhir_server.fhir.resource import etag_version, valid_id
 from fhir_server.interactions.common import check_type
-from fhir_server.interactions.patch import FHIRPATH_PATCH, JSON_PATCH
+from fhir_server.interactions.patch import FHIRPATH_PATCH, JSON_PATCH, MERGE_PATCH
 
 __all__ = ["BundleEntry", "annotate", "parse_bundle"]
 
@@ -207,12 +207,15 @@ def _patch_document(resource: dict[str, Any], where: str) -> tuple[str, Any]:
     """A PATCH entry carries a Parameters (FHIRPath Patch) or a Binary holding a JSON Patch."""
     if resource.get("resourceType") == "Parameters":
         return FHIRPATH_PATCH, resource
-    if resource.get("resourceType") == "Binary" and "json-patch" in str(resource.get("contentType", "")):
+    content_type = str(resource.get("contentType", ""))
+    if resource.get("resourceType") == "Binary" and ("json-patch" in content_type or "merge-patch" in content_type):
+        kind = JSON_PATCH if "json-patch" in content_type else MERGE_PATCH
         try:
-            return JSON_PATCH, loads(base64.b64decode(str(resource.get("data", "")), validate=True))
+            return kind, loads(base64.b64decode(str(resource.get("data", "")), validate=True))
         except (binascii.Error, ValueError):
             raise invalid(f"{where}.resource.data is not base64 JSON", expression=f"{where}.resource.data") from None
     raise invalid(
-        f"{where}: a PATCH entry holds a Parameters resource or a Binary with a JSON Patch",
+        f"{where}: a PATCH entry holds a Parameters resource (FHIRPath Patch) or a Binary with a JSON Patch"
+        " (application/json-patch+json) or a JSON Merge Patch (application/merge-patch+json)",
         expression=f"{where}.resource",
     )

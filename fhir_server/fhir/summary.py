@@ -14,7 +14,7 @@ from typing import Any
 from fhir_server.definitions import structure_definition_for_type
 from fhir_server.errors import invalid
 
-__all__ = ["SUMMARY_VALUES", "subset"]
+__all__ = ["SUMMARY_VALUES", "nested_summary", "subset"]
 
 SUMMARY_VALUES = frozenset({"true", "false", "text", "data", "count"})
 _SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -68,3 +68,34 @@ def subset(resource: dict[str, Any], summary: str | None, elements: str | None) 
         wanted |= mandatory
         return _tagged({k: v for k, v in resource.items() if k in _ALWAYS or k in wanted or _matches(k, wanted)})
     return None
+
+
+@cache
+def _summary_children(type_: str) -> dict[str, frozenset[str]]:
+    """For each element path with children in the snapshot, the names of its summary children."""
+    sd = structure_definition_for_type(type_) or {}
+    children: dict[str, set[str]] = {}
+    for element in sd.get("snapshot", {}).get("element", []):
+        parent, dot, name = element.get("path", "").rpartition(".")
+        if not dot:
+            continue
+        names = children.setdefault(parent, set())
+        if element.get("isSummary"):
+            names.add(name)
+    return {parent: frozenset(names) for parent, names in children.items()}
+
+
+def _summary_node(node: Any, path: str, children: dict[str, frozenset[str]]) -> Any:
+    if isinstance(node, list):
+        return [_summary_node(item, path, children) for item in node]
+    if not isinstance(node, dict) or path not in children:
+        return node  # a datatype: kept whole, as its own elements are all part of it
+    names = children[path]
+    return {k: _summary_node(v, f"{path}.{k}", children) for k, v in node.items() if _matches(k, names)}
+
+
+def nested_summary(resource: dict[str, Any]) -> dict[str, Any]:
+    """`_summary=true` applied at every level of a resource's backbone elements (isSummary)."""
+    type_ = resource.get("resourceType", "")
+    out = _summary_node(resource, type_, _summary_children(type_))
+    return _tagged({**{k: resource[k] for k in _ALWAYS if k in resource}, **out})

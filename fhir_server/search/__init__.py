@@ -27,7 +27,8 @@ from fhir_server.search.registry import Registry, registry
 from fhir_server.search.valuesets import resolver
 
 __all__ = [
-    "EVERYTHING", "Access", "Match", "SearchResult", "capability_search_params", "find_ids", "make_ctx", "search",
+    "EVERYTHING", "Access", "Match", "SearchResult", "capability_includes", "capability_search_params", "find_ids",
+    "make_ctx", "search",
 ]
 
 
@@ -113,3 +114,24 @@ def capability_search_params(res_type: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def capability_includes(resource_types: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """searchInclude and searchRevInclude values per type, from the reference parameters.
+
+    A reference parameter without declared targets can point at any type, so it is a
+    `_revinclude` of every type.
+    """
+    reg = registry()
+    known = set(resource_types)
+    includes: dict[str, list[str]] = {t: [] for t in resource_types}
+    revincludes: dict[str, list[str]] = {t: [] for t in resource_types}
+    for source in reg.types():
+        for impl in reg.params(source):
+            if impl.strategy != "reference" or impl.status != "active" or source not in known:
+                continue
+            includes[source].append(f"{source}:{impl.code}")
+            for target in impl.targets or resource_types:
+                if target in known:
+                    revincludes[target].append(f"{source}:{impl.code}")
+    return {t: (["*", *sorted(includes[t])], sorted(revincludes[t])) for t in resource_types}

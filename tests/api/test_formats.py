@@ -86,10 +86,11 @@ async def test_openapi_document_describes_every_fhir_route(client: httpx.AsyncCl
     r = await client.get("http://testserver/openapi.json")
     assert r.status_code == 200
     doc = r.json()
-    read = doc["paths"]["/fhir/{type}/{id}"]["get"]
-    assert read["tags"] == ["read"]
-    type_param = next(p for p in read["parameters"] if p["name"] == "type")
-    assert "Patient" in type_param["schema"]["enum"]
-    assert "requestBody" in doc["paths"]["/fhir/{type}/{id}"]["put"]
-    assert "application/json-patch+json" in doc["paths"]["/fhir/{type}/{id}"]["patch"]["requestBody"]["content"]
+    read = doc["paths"]["/fhir/Patient/{id}"]["get"]
+    assert read["tags"] == ["Patient"] and [p["name"] for p in read["parameters"]] == ["id"]
+    assert "requestBody" in doc["paths"]["/fhir/Patient/{id}"]["put"]
+    patch_types = doc["paths"]["/fhir/Patient/{id}"]["patch"]["requestBody"]["content"]
+    assert {"application/json-patch+json", "application/merge-patch+json"} <= set(patch_types)
     assert {"get", "post"} <= set(doc["paths"]["/fhir/{type}/${op}"])
+    type_param = next(p for p in doc["paths"]["/fhir/{type}/${op}"]["get"]["parameters"] if p["name"] == "type")
+    assert "Patient" in type_param["schema"]["enum"]
