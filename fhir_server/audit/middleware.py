@@ -18,7 +18,7 @@ from typing import Any
 from fhir_server import clock
 from fhir_server.audit.records import audit_event
 from fhir_server.context import RequestContext
-from fhir_server.interactions.common import store_version
+from fhir_server.interactions.common import store_server_records
 from fhir_server.storage import Storage, WriteTx
 
 __all__ = ["AuditMiddleware", "AuditWriter", "describe"]
@@ -66,8 +66,7 @@ class AuditWriter:
             batch, self.queue = self.queue[:BATCH], self.queue[BATCH:]
 
             def run(tx: WriteTx, batch: list[dict[str, Any]] = batch) -> None:
-                for event in batch:
-                    store_version(tx, None, "AuditEvent", clock.new_id(), event, "POST", system=True)
+                store_server_records(tx, "AuditEvent", batch)
 
             try:
                 await self.store.write(run)

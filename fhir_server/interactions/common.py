@@ -11,15 +11,15 @@ from typing import Any
 from fhir_server.context import RequestContext
 from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError, invalid, not_found, processing
-from fhir_server.fhir.resource import stamp
-from fhir_server.search.indexer import write_index
+from fhir_server.fhir.resource import new_id, stamp
+from fhir_server.search.indexer import write_index, write_indexes
 from fhir_server.search.reindex import indexable, register_search_parameter
 from fhir_server.search.writes import check_write
 from fhir_server.storage import StoredResource, WriteTx
 from fhir_server.storage.backend import now_micros
 from fhir_server.validation.structure import validate_structure
 
-__all__ = ["WriteResult", "check_resource", "check_type", "store_version"]
+__all__ = ["WriteResult", "check_resource", "check_type", "store_server_records", "store_version"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +97,22 @@ def store_version(
     if type_ == "SearchParameter" and stored is not None and indexable(stored):
         register_search_parameter(tx.conn, stored)
     return tx.record(StoredResource(rid, type_, id_, version, last_updated, body is None, body))
+
+
+def store_server_records(tx: WriteTx, type_: str, resources: list[dict[str, Any]]) -> list[StoredResource]:
+    """The bulk form of `store_version` for the server's own new records (AuditEvents queued by
+    reads): server ids, first versions, one INSERT per table for the whole batch. Each version
+    is recorded on the transaction like any other (`WriteTx.record`)."""
+    rows = []
+    stamped = []
+    for resource in resources:
+        id_, last_updated = new_id(), now_micros()
+        stored, body = stamp(resource, id_, 1, last_updated)
+        rows.append((type_, id_, last_updated, "POST", body))
+        stamped.append(stored)
+    rids = tx.put_new(rows)
+    write_indexes(tx.conn, [(rid, type_, stored, True) for rid, stored in zip(rids, stamped, strict=True)])
+    return [
+        tx.record(StoredResource(rid, type_, id_, 1, last_updated, False, body))
+        for rid, (_t, id_, last_updated, _m, body) in zip(rids, rows, strict=True)
+    ]

@@ -26,7 +26,7 @@ from fhir_server.search.compile.fulltext import fulltext_row
 from fhir_server.search.registry import Registry, SearchParamImpl, registry
 from fhir_server.storage.index_schema import INDEX_TABLES, idx_fulltext
 
-__all__ = ["MODULES", "delete_index", "param_rows", "resource_rows", "write_index"]
+__all__ = ["MODULES", "delete_index", "param_rows", "resource_rows", "write_index", "write_indexes"]
 
 MODULES: dict[str, ModuleType] = {
     "token": token,
@@ -89,6 +89,7 @@ _ALL_TABLES = (*INDEX_TABLES.values(), idx_fulltext)
 _DELETES = tuple(delete(t).where(t.c.rid == bindparam("rid")) for t in _ALL_TABLES)
 _INSERTS = {kind: insert(t) for kind, t in INDEX_TABLES.items()}
 _INDEXED = select(idx_fulltext.c.rid).where(idx_fulltext.c.rid == bindparam("rid"))
+_INSERT_TEXT = insert(idx_fulltext)
 
 
 def delete_index(conn: Connection, rid: int) -> None:
@@ -102,13 +103,28 @@ def delete_index(conn: Connection, rid: int) -> None:
 
 def write_index(conn: Connection, rid: int, res_type: str, resource: dict[str, Any] | None) -> None:
     """Replace the index rows of `rid` by those of `resource` (None: the resource was deleted)."""
-    delete_index(conn, rid)
-    if resource is None:
-        return
-    for kind, rows in resource_rows(registry(), res_type, resource).items():
+    write_indexes(conn, [(rid, res_type, resource, False)])
+
+
+def write_indexes(conn: Connection, items: list[tuple[int, str, dict[str, Any] | None, bool]]) -> None:
+    """`write_index` for several resources, (rid, type, resource, fresh) each, in one statement
+    per index table: a `fresh` rid (just inserted) has no rows to delete first."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    texts: list[dict[str, Any]] = []
+    for rid, res_type, resource, fresh in items:
+        if not fresh:
+            delete_index(conn, rid)
+        if resource is None:
+            continue
+        for kind, rows in resource_rows(registry(), res_type, resource).items():
+            by_kind.setdefault(kind, []).extend({**row, "rid": rid, "res_type": res_type} for row in rows)
+        texts.append({"rid": rid, "res_type": res_type, **fulltext_row(resource, conn.dialect.name)})
+    for kind, rows in by_kind.items():
         # executemany needs one key set; composite rows differ by their second component.
         keys = {k for row in rows for k in row}
-        full = [{**dict.fromkeys(keys), **row, "rid": rid, "res_type": res_type} for row in rows]
-        conn.execute(_INSERTS[kind], full)
-    row = fulltext_row(resource, conn.dialect.name)
-    conn.execute(insert(idx_fulltext).values(rid=rid, res_type=res_type, **row))
+        conn.execute(_INSERTS[kind], [{**dict.fromkeys(keys), **row} for row in rows])
+    if texts and conn.dialect.name == "sqlite":
+        conn.execute(_INSERT_TEXT, texts)
+    else:  # PostgreSQL's rows hold to_tsvector(...) expressions: one INSERT each
+        for text in texts:
+            conn.execute(insert(idx_fulltext).values(**text))

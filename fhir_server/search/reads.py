@@ -9,9 +9,10 @@ simply not found (404: its existence does not leak).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy import ColumnElement, Connection, bindparam, select
 
 from fhir_server.search.access import Access
 from fhir_server.search.compile.common import Ctx
@@ -27,25 +28,39 @@ def _ctx(conn: Connection, access: Access) -> Ctx:
     return Ctx(registry=registry(), dialect=conn.dialect.name, access=access)
 
 
-def read_visible(conn: Connection, access: Access, type_: str, id_: str) -> StoredResource | None:
+# Statements are built once per (access, type, dialect, registry state): building and hashing
+# the policy's SQL costs far more than running it by primary key.
+@lru_cache(maxsize=4096)
+def _read_stmt(access: Access, type_: str, dialect: str, generation: int) -> Any:
     r = resource
-    stmt = select(r.c.rid, r.c.res_type, r.c.res_id, r.c.version, r.c.last_updated, r.c.deleted, r.c.body).where(
-        r.c.res_type == type_, r.c.res_id == id_, visible(access, type_, r, _ctx(conn, access))
+    ctx = Ctx(registry=registry(), dialect=dialect, access=access)
+    return select(r.c.rid, r.c.res_type, r.c.res_id, r.c.version, r.c.last_updated, r.c.deleted, r.c.body).where(
+        r.c.res_type == type_, r.c.res_id == bindparam("i"), visible(access, type_, r, ctx)
     )
-    return current_row(conn.execute(stmt).first())
 
 
-def vread_visible(conn: Connection, access: Access, type_: str, id_: str, version: int) -> HistoryEntry | None:
+@lru_cache(maxsize=4096)
+def _vread_stmt(access: Access, type_: str, dialect: str, generation: int) -> Any:
     h = resource_history
-    stmt = select(
+    ctx = Ctx(registry=registry(), dialect=dialect, access=access)
+    return select(
         h.c.seq, h.c.res_type, h.c.res_id, h.c.version, h.c.last_updated, h.c.deleted, h.c.method, h.c.body
     ).where(
         h.c.res_type == type_,
-        h.c.res_id == id_,
-        h.c.version == version,
-        visible(access, type_, h, _ctx(conn, access)),
+        h.c.res_id == bindparam("i"),
+        h.c.version == bindparam("v"),
+        visible(access, type_, h, ctx),
     )
-    return version_row(conn.execute(stmt).first())
+
+
+def read_visible(conn: Connection, access: Access, type_: str, id_: str) -> StoredResource | None:
+    stmt = _read_stmt(access, type_, conn.dialect.name, registry().generation)
+    return current_row(conn.execute(stmt, {"i": id_}).first())
+
+
+def vread_visible(conn: Connection, access: Access, type_: str, id_: str, version: int) -> HistoryEntry | None:
+    stmt = _vread_stmt(access, type_, conn.dialect.name, registry().generation)
+    return version_row(conn.execute(stmt, {"i": id_, "v": version}).first())
 
 
 def history_filter(conn: Connection, access: Access, type_: str | None) -> ColumnElement[bool] | None:

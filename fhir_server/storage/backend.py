@@ -75,6 +75,7 @@ _HISTORY_COLUMNS = (
 
 # Write statements, built once (statement construction costs more than executing them on SQLite).
 _INSERT_CURRENT = insert(resource).returning(resource.c.rid)
+_INSERT_CURRENT_MANY = insert(resource).returning(resource.c.rid, sort_by_parameter_order=True)
 _UPDATE_CURRENT = update(resource).where(resource.c.rid == bindparam("r"))
 _INSERT_HISTORY = insert(resource_history)
 
@@ -153,6 +154,22 @@ class WriteTx:
             self.conn.execute(_UPDATE_CURRENT, {"r": rid, **values})
         self.conn.execute(_INSERT_HISTORY, {"rid": rid, "res_type": type_, "res_id": id_, "method": method, **values})
         return int(rid)
+
+
+    def put_new(self, rows: list[tuple[str, str, int, str, bytes]]) -> list[int]:
+        """Store first versions (type, id, last_updated, method, body) of new resources in one
+        statement per table; their rids, in order."""
+        values = [
+            {"res_type": t, "res_id": i, "version": 1, "last_updated": lu, "deleted": False, "body": b}
+            for t, i, lu, _m, b in rows
+        ]
+        found = self.conn.execute(_INSERT_CURRENT_MANY, values).all()
+        rids = [int(r[0]) for r in found]
+        history = [
+            {**v, "rid": rid, "method": m} for v, rid, (_t, _i, _lu, m, _b) in zip(values, rids, rows, strict=True)
+        ]
+        self.conn.execute(_INSERT_HISTORY, history)
+        return rids
 
 
 class Storage(ABC):
