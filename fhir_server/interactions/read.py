@@ -13,8 +13,9 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import gone, not_found
 from fhir_server.fhir.resource import valid_id
 from fhir_server.interactions.common import check_type
-from fhir_server.search.reads import read_visible, vread_visible
+from fhir_server.search.reads import read_statement, vread_statement
 from fhir_server.storage import HistoryEntry, Storage, StoredResource
+from fhir_server.storage.backend import current_row, version_row
 
 __all__ = ["read", "vread"]
 
@@ -28,7 +29,8 @@ async def read(ctx: RequestContext, store: Storage, type_: str, id_: str) -> Sto
         if access.unrestricted:
             found = await store.read(type_, id_)
         else:
-            found = await store.run_read(lambda conn: read_visible(conn, access, type_, id_))
+            stmt = read_statement(access, type_, store.dialect)
+            found = current_row(await store.point_select(stmt, {"i": id_}))
     if found is None:
         raise not_found(f"{type_}/{id_} is not known")
     if found.deleted:
@@ -45,7 +47,8 @@ async def vread(ctx: RequestContext, store: Storage, type_: str, id_: str, vid: 
         if access.unrestricted:
             found = await store.vread(type_, id_, version)
         else:
-            found = await store.run_read(lambda conn: vread_visible(conn, access, type_, id_, version))
+            stmt = vread_statement(access, type_, store.dialect)
+            found = version_row(await store.point_select(stmt, {"i": id_, "v": version}))
     if found is None:
         raise not_found(f"{type_}/{id_}/_history/{vid} is not known")
     if found.deleted:

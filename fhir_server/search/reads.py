@@ -21,7 +21,7 @@ from fhir_server.search.registry import registry
 from fhir_server.storage.backend import HistoryEntry, StoredResource, current_row, version_row
 from fhir_server.storage.schema import resource, resource_history
 
-__all__ = ["history_filter", "read_visible", "vread_visible"]
+__all__ = ["history_filter", "read_statement", "read_visible", "vread_statement", "vread_visible"]
 
 
 def _ctx(conn: Connection, access: Access) -> Ctx:
@@ -35,7 +35,7 @@ def _read_stmt(access: Access, type_: str, dialect: str, generation: int) -> Any
     r = resource
     ctx = Ctx(registry=registry(), dialect=dialect, access=access)
     return select(r.c.rid, r.c.res_type, r.c.res_id, r.c.version, r.c.last_updated, r.c.deleted, r.c.body).where(
-        r.c.res_type == type_, r.c.res_id == bindparam("i"), visible(access, type_, r, ctx)
+        r.c.res_type == type_, r.c.res_id == bindparam("i", value=""), visible(access, type_, r, ctx, point=True)
     )
 
 
@@ -47,10 +47,20 @@ def _vread_stmt(access: Access, type_: str, dialect: str, generation: int) -> An
         h.c.seq, h.c.res_type, h.c.res_id, h.c.version, h.c.last_updated, h.c.deleted, h.c.method, h.c.body
     ).where(
         h.c.res_type == type_,
-        h.c.res_id == bindparam("i"),
-        h.c.version == bindparam("v"),
-        visible(access, type_, h, ctx),
+        h.c.res_id == bindparam("i", value=""),
+        h.c.version == bindparam("v", value=0),
+        visible(access, type_, h, ctx, point=True),
     )
+
+
+def read_statement(access: Access, type_: str, dialect: str) -> Any:
+    """The read-by-id SELECT under `access` (parameter `i`: the id), built once per key."""
+    return _read_stmt(access, type_, dialect, registry().generation)
+
+
+def vread_statement(access: Access, type_: str, dialect: str) -> Any:
+    """The vread SELECT under `access` (parameters `i`, `v`), built once per key."""
+    return _vread_stmt(access, type_, dialect, registry().generation)
 
 
 def read_visible(conn: Connection, access: Access, type_: str, id_: str) -> StoredResource | None:

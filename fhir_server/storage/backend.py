@@ -227,6 +227,13 @@ class Storage(ABC):
             lambda conn: version_row(conn.execute(_READ_VERSION, {"t": type_, "i": id_, "v": version}).first())
         )
 
+    async def point_select(self, stmt: Any, params: dict[str, Any]) -> Any:
+        """The first row of a small keyed SELECT (a read by id under an access policy).
+
+        Backends with a point-read connection run it there (no thread hop); `stmt` should be
+        built once and reused, so its compiled form is cached (`_compiled`)."""
+        return await self.run_read(lambda conn: conn.execute(stmt, params).first())
+
     async def current_bodies(self, type_: str) -> list[bytes]:
         """Bodies of every current, non-deleted resource of a type (small conformance sets)."""
 
@@ -337,3 +344,20 @@ def read_history(
         )
     stmt = select(*_HISTORY_COLUMNS).where(*conds).order_by(h.c.seq.desc()).limit(limit)
     return [HistoryEntry(*row) for row in conn.execute(stmt)]
+
+
+_COMPILED: dict[tuple[int, str], tuple[Any, str, tuple[str, ...], dict[str, Any]]] = {}
+
+
+def compiled(stmt: Any, dialect: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """(SQL text, positional parameter names, bound values) of a statement built once."""
+    key = (id(stmt), dialect.name)
+    found = _COMPILED.get(key)
+    if found is None or found[0] is not stmt:
+        # IN lists are constants of the statement: rendered into its text once
+        c = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        found = (stmt, str(c), tuple(c.positiontup or ()), dict(c.construct_params()))
+        if len(_COMPILED) > 8192:
+            _COMPILED.clear()
+        _COMPILED[key] = found
+    return found[1], found[2], found[3]

@@ -28,6 +28,7 @@ from fhir_server.storage.backend import (
     Storage,
     StoredResource,
     WriteTx,
+    compiled,
     current_row,
     point_read_sql,
     version_row,
@@ -82,6 +83,12 @@ class PostgresStorage(Storage):
         async with self._points.connection() as conn:
             cur = await conn.execute(_READ_SQL, (type_, id_), prepare=True)
             return current_row(await cur.fetchone())
+
+    async def point_select(self, stmt: Any, params: dict[str, Any]) -> Any:
+        sql, _names, bound = compiled(stmt, self.read_engine.dialect)
+        async with self._points.connection() as conn:
+            cur = await conn.execute(sql, {**bound, **params}, prepare=True)
+            return await cur.fetchone()
 
     async def vread(self, type_: str, id_: str, version: int) -> HistoryEntry | None:
         async with self._points.connection() as conn:

@@ -31,6 +31,7 @@ from fhir_server.storage.backend import (
     Storage,
     StoredResource,
     WriteTx,
+    compiled,
     current_row,
     point_read_sql,
     version_row,
@@ -149,6 +150,13 @@ class SqliteStorage(Storage):
         if self._point is None:
             return await super().read(type_, id_)
         return current_row(self._point.execute(_READ_SQL, (type_, id_)).fetchone())
+
+    async def point_select(self, stmt: Any, params: dict[str, Any]) -> Any:
+        if self._point is None:
+            return await super().point_select(stmt, params)
+        sql, names, bound = compiled(stmt, self.read_engine.dialect)
+        values = {**bound, **params}
+        return self._point.execute(sql, tuple(values[n] for n in names)).fetchone()
 
     async def vread(self, type_: str, id_: str, version: int) -> HistoryEntry | None:
         if self._point is None:

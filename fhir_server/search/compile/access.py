@@ -28,7 +28,7 @@ from fhir_server.search.compile.common import Ctx, Probe, alias
 from fhir_server.storage.index_schema import idx_reference, idx_token
 from fhir_server.storage.schema import resource
 
-__all__ = ["access_clause", "patient_links", "visible_patients"]
+__all__ = ["access_clause", "patient_links", "patient_visible", "visible_patients"]
 
 # Links to a patient that the R4 Patient compartment leaves out but a coordination network needs.
 _EXTRA_LINKS = {"Task": ("subject",)}
@@ -47,7 +47,7 @@ def patient_links() -> dict[str, tuple[str, ...]]:
     return out
 
 
-def access_clause(access: Access, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
+def access_clause(access: Access, res_type: str, r: Any, ctx: Ctx, point: bool = False) -> ColumnElement[bool]:
     """The condition for a row of `r` (of `res_type`, or "*" for any) to be visible.
 
     Granular-scope constraints are compiled by `tree.visible`, which calls this.
@@ -62,8 +62,68 @@ def access_clause(access: Access, res_type: str, r: Any, ctx: Ctx) -> ColumnElem
     if res_type == "*" and access.read_types is not None:
         parts.append(r.c.res_type.in_(sorted(access.read_types)))
     if access.patients != "all":
-        parts.append(_patient_data(access, res_type, r))
+        parts.append(_patient_row(access, res_type, r) if point else _patient_data(access, res_type, r))
     return and_(*parts) if parts else true()
+
+
+def _patient_row(access: Access, res_type: str, r: Any) -> ColumnElement[bool]:
+    """The per-row form, for reads by id: is *this* row's patient visible (a few index seeks),
+    rather than listing every visible patient first."""
+    links = patient_links()
+    if res_type == "Patient":
+        return patient_visible(access, r.c.res_id)
+    if res_type not in links:
+        return true()
+    link = alias(idx_reference, "acc_row_link")
+    found: ColumnElement[bool] = (
+        select(link.c.rid)
+        .where(
+            link.c.rid == r.c.rid,
+            link.c.param.in_(links[res_type]),
+            link.c.target_type == "Patient",
+            patient_visible(access, link.c.target_id),
+        )
+        .exists()
+    )
+    return found
+
+
+def patient_visible(access: Access, patient_id: Any) -> ColumnElement[bool]:
+    """Whether the patient `patient_id` (a column or value) is visible: correlated, index seeks."""
+    if access.patients == "all":
+        return true()
+    if access.patients == "own":
+        cond: ColumnElement[bool] = patient_id == access.patient
+        return cond
+    if access.patients == "none" or not (access.practitioner or access.organization):
+        return false()
+    team = alias(idx_reference, "acc_row_team")
+    consent = alias(idx_reference, "acc_row_consent")
+    in_team = (
+        select(team.c.rid)
+        .where(
+            team.c.target_id == patient_id,
+            team.c.target_type == "Patient",
+            team.c.res_type == "CareTeam",
+            team.c.param == "subject",
+            team.c.rid.in_(_actor_rids(access, "CareTeam", "participant")),
+            _active(team.c.rid, "acc_row_status"),
+        )
+        .exists()
+    )
+    denied = (
+        select(consent.c.rid)
+        .where(
+            consent.c.target_id == patient_id,
+            consent.c.target_type == "Patient",
+            consent.c.res_type == "Consent",
+            consent.c.param == "patient",
+            consent.c.rid.in_(_actor_rids(access, "Consent", "deny-actor")),
+            _active(consent.c.rid, "acc_row_cstatus"),
+        )
+        .exists()
+    )
+    return and_(in_team, ~denied)
 
 
 def _patient_data(access: Access, res_type: str, r: Any) -> ColumnElement[bool]:

@@ -413,11 +413,12 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     return cond
 
 
-def visible(access: Access, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
-    """What `access` lets the caller see of rows of `r`: the policy, then granular scopes."""
+def visible(access: Access, res_type: str, r: Any, ctx: Ctx, point: bool = False) -> ColumnElement[bool]:
+    """What `access` lets the caller see of rows of `r`: the policy, then granular scopes
+    (`point`: the per-row form, for reads by id)."""
     if isinstance(r, Probe):
         r = r.r
-    cond = access_clause(access, res_type, r, ctx)
+    cond = access_clause(access, res_type, r, ctx, point)
     if not access.constraints or access.unrestricted:
         return cond
     checks: list[ColumnElement[bool]] = [cond]
