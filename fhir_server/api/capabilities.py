@@ -66,7 +66,7 @@ def build_capability_statement(
         from fhir_server.auth.service import issuer_for
         from fhir_server.auth.well_known import capability_security
 
-        rest["security"] = capability_security(issuer_for(settings, base_url))
+        rest["security"] = capability_security(issuer_for(settings, base_url), bool(settings.cors_origins))
     if operations and "operation" in codes:
         rest["operation"] = [{"name": name, "definition": url} for name, url in operations.items()]
     statement: dict[str, Any] = {

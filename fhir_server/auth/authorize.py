@@ -14,7 +14,9 @@ server are refused. `launch` (EHR launch) gives the patient context an EHR regis
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
+import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -24,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from fhir_server.auth.grants import CodeGrant, get_launch, new_code
 from fhir_server.auth.scopes import ScopeError, ScopeSet, parse_scopes
 from fhir_server.auth.server import OAuthError, form_of, service_of, store_of, urls
-from fhir_server.auth.store import ClientRecord, check_secret, get_client, get_user, sha256
+from fhir_server.auth.store import ClientRecord, check_secret, get_client, get_user, hash_secret
 
 __all__ = ["authorize"]
 
@@ -47,6 +49,11 @@ _FLAGS = {
     "btg": "use break-the-glass emergency access",
     "profile": "read your profile",
 }
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_secret(secrets.token_urlsafe(16))
 
 
 class _PageError(Exception):
@@ -160,7 +167,7 @@ async def authorize(request: Request) -> Response:
         return HTMLResponse(f"<p>{html.escape(str(exc))}</p>", 400, headers=_PAGE_HEADERS)
     except OAuthError as exc:
         return _redirect(params, error=exc.error, error_description=exc.description)
-    if request.method == "GET":
+    if request.method == "GET" or "decision" not in form:  # authorize-post: the app POSTs the request
         return _page(req)
     return await _decide(request, req, form)
 
@@ -172,7 +179,8 @@ async def _decide(request: Request, req: _Request, form: dict[str, str]) -> Resp
         return _page(req, "Local login is disabled on this server.", 403)
     username = form.get("username", "")
     user = await store_of(request).run_read(lambda conn: get_user(conn, username))
-    ok = await asyncio.to_thread(check_secret, form.get("password", ""), user.password_hash if user else None)
+    # An unknown user costs the same scrypt as a known one: the timing does not tell which names exist.
+    ok = await asyncio.to_thread(check_secret, form.get("password", ""), user.password_hash if user else _dummy_hash())
     if user is None or user.disabled or not ok:
         return _page(req, "Wrong user name or password.", 401)
     patient = req.launch_patient
@@ -193,13 +201,7 @@ async def _decide(request: Request, req: _Request, form: dict[str, str]) -> Resp
     grant = CodeGrant(
         client_id=req.client.client_id, redirect_uri=req.params["redirect_uri"], scope=str(req.scopes),
         code_challenge=req.params["code_challenge"], subject=user.username, fhir_user=user.fhir_user,
-        patient=patient, nonce=req.params.get("nonce"), family=sha256(f"{user.username}:{id(req)}:{_rand()}")[:32],
+        patient=patient, nonce=req.params.get("nonce"), family=secrets.token_hex(16),
     )
     code = await store_of(request).write(lambda tx: new_code(tx.conn, grant))
     return _redirect(req.params, code=code)
-
-
-def _rand() -> str:
-    import secrets
-
-    return secrets.token_hex(16)

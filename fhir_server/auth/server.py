@@ -77,7 +77,12 @@ async def form_of(request: Request) -> dict[str, str]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send the parameters as application/x-www-form-urlencoded")
-    body = await request.body()
+    limit = service_of(request).settings.max_auth_body_bytes
+    body = b""
+    async for chunk in request.stream():  # chunked bodies have no Content-Length for the middleware to check
+        body += chunk
+        if len(body) > limit:
+            raise OAuthError("invalid_request", f"the body exceeds {limit} bytes", 413)
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
@@ -325,8 +330,10 @@ async def launch(request: Request) -> Response:
 
 def routes() -> list[tuple[str, Any, list[str]]]:
     from fhir_server.auth import authorize
+    from fhir_server.auth.well_known import openid_configuration_endpoint
 
     return [
+        ("/.well-known/openid-configuration", openid_configuration_endpoint, ["GET"]),
         ("/token", token, ["POST"]),
         ("/introspect", introspect, ["POST"]),
         ("/revoke", revocation, ["POST"]),

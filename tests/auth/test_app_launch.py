@@ -255,3 +255,23 @@ async def test_consent_page_escapes_what_it_shows(client_factory: Any, database_
         assert r.status_code == 200
         assert "<script>" not in r.text and "&lt;script&gt;" in r.text and '"><b>x' not in r.text
         assert r.headers["x-frame-options"] == "DENY"
+
+
+async def test_authorize_post_shows_the_page_and_openid_metadata(client_factory: Any, database_url: str) -> None:
+    _setup(database_url)
+    _, challenge = pkce()
+    async with client_factory(auth="on") as http:
+        r = await http.post(AUTHORIZE, data=_params(challenge))
+        assert r.status_code == 200 and "Coord app" in r.text
+        conf = (await http.get("http://testserver/auth/.well-known/openid-configuration")).json()
+        assert conf["issuer"] == "http://testserver/auth" and conf["jwks_uri"] == "http://testserver/auth/jwks"
+
+
+async def test_chunked_token_request_over_the_limit_is_refused(client_factory: Any, database_url: str) -> None:
+    async with client_factory(auth="on", max_auth_body_bytes=1024) as http:
+        async def body() -> Any:
+            for _ in range(10):
+                yield b"a=" + b"b" * 200 + b"&"
+
+        r = await http.post(TOKEN_URL, content=body(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 413

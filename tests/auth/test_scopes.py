@@ -79,3 +79,10 @@ def test_unrestricted_allows_everything() -> None:
     s = ScopeSet.all()
     assert s.allows("Patient", "d") and s.constraints("Patient", "s") is None
     assert not ScopeSet().allows("Patient", "r")
+
+
+def test_interaction_letters() -> None:
+    from fhir_server.auth.scopes import letter_for
+
+    assert [letter_for(i) for i in ("create", "read", "vread", "update", "patch", "delete", "search-type",
+                                    "history-instance", "history-type")] == ["c", "r", "r", "u", "u", "d", "s", "r", "s"]
