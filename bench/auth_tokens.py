@@ -60,16 +60,27 @@ async def service_costs() -> None:
 
             tokens = [service.access_token(BASE, client_id="c", subject="c", kind="system",
                                            scopes=parse_scopes("system/*.rs"))[0] for _ in range(2000)]
-            start = time.perf_counter()
-            for t in tokens:
-                await service.authenticate(t, store, BASE)
-            first = (time.perf_counter() - start) / len(tokens) * 1e6
+            firsts = []
+            for _ in range(5):  # best of 5 rounds: the machine may be busy
+                service._cache.clear()
+                start = time.perf_counter()
+                for t in tokens:
+                    await service.authenticate(t, store, BASE)
+                firsts.append((time.perf_counter() - start) / len(tokens) * 1e6)
+            first = min(firsts)
+            pub = service.keys.key(service.keys.jwks()["keys"][0]["kid"]).key
+            from fhir_server.auth.jose import decode_unverified
+
+            h, c, si, sig = decode_unverified(tokens[0])
+            verify = min(per_op(lambda: pub.verify(sig, si, padding.PKCS1v15(), hashes.SHA256()), 2000)
+                         for _ in range(5))
             start = time.perf_counter()
             for _ in range(10):
                 for t in tokens:
                     await service.authenticate(t, store, BASE)
             cached = (time.perf_counter() - start) / (10 * len(tokens)) * 1e6
-            print(f"authenticate, first time (signature + claims + Caller)  {first:7.1f} us")
+            print(f"authenticate, first time (signature + claims + Caller)  {first:7.1f} us"
+                  f"  (of which RS256 signature {verify:.1f} us, the rest {first - verify:.1f} us)")
             print(f"authenticate, cached token                               {cached:7.1f} us")
         finally:
             await store.close()

@@ -14,7 +14,6 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fhir_server.app import create_app
-
     from fhir_server.auth.cli import bootstrap
 
     settings = get_settings()

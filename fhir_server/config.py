@@ -96,7 +96,8 @@ class Settings(BaseSettings):
         default="", description="Origins allowed by CORS (comma-separated; '*' = any; empty = no CORS headers)"
     )
     rate_limit_per_minute: int = Field(
-        default=1200, ge=0, description="Requests per minute per client (token) or per address (auth endpoints); 0 = off"
+        default=1200, ge=0,
+        description="Requests per minute per client (token) or per address (auth endpoints); 0 = off",
     )
     max_auth_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest body of an /auth request")
     login_users: bool = Field(

@@ -66,13 +66,20 @@ def bootstrap(settings: Settings, base_url: str) -> list[str]:
 
     secret = _db(settings, run)
     lines = ["Auth: on (FHIR_AUTH=off to disable, for local experiments only). Get an administrator token:",
-             "  TOKEN=$(fhir-server token --client admin)",
+             f"  TOKEN=$({_program()} token --client admin)",
              f"  curl -H \"Authorization: Bearer $TOKEN\" {base_url}/Patient"]
     if secret is not None:
         lines += ["or over HTTP (this secret is shown once; only its hash is stored):",
                   f"  curl -s -u 'admin:{secret}' -d grant_type=client_credentials -d 'scope={ADMIN_SCOPES}' "
                   f"{auth_url}/token"]
     return lines
+
+
+def _program() -> str:
+    """How this process was started, so the printed command works as pasted (e.g. .venv/bin/fhir-server)."""
+    if Path(sys.argv[0]).name == "fhir-server":
+        return sys.argv[0]
+    return f"{sys.executable} -m fhir_server"
 
 
 # -- commands --------------------------------------------------------------------------------

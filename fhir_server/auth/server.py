@@ -311,7 +311,8 @@ async def launch(request: Request) -> Response:
     except AuthFailure as exc:
         return OAuthError("invalid_token", str(exc), exc.status).response()
     if caller.kind not in ("admin", "system"):
-        return OAuthError("insufficient_scope", "only an EHR's system client may create launch contexts", 403).response()
+        return OAuthError("insufficient_scope", "only an EHR's system client may create launch contexts",
+                          403).response()
     try:
         body = await request.json()
     except ValueError:

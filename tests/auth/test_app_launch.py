@@ -9,7 +9,17 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from tests.auth.helpers import BASE, TOKEN_URL, backend_token, bearer, pkce, public_jwks, register, register_user, rsa_key
+from tests.auth.helpers import (
+    BASE,
+    TOKEN_URL,
+    backend_token,
+    bearer,
+    pkce,
+    public_jwks,
+    register,
+    register_user,
+    rsa_key,
+)
 
 AUTHORIZE = "http://testserver/auth/authorize"
 REDIRECT = "https://app.example/callback"

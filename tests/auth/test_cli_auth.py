@@ -63,7 +63,7 @@ def test_serve_requires_tokens_and_prints_how_to_get_one(tmp_path: Path) -> None
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(6)]
         text = "".join(lines)
-        assert base in lines[0] and "fhir-server token --client admin" in text
+        assert base in lines[0] and f"TOKEN=$({sys.executable} -m fhir_server token --client admin)" in text
         secret = re.search(r"-u 'admin:([^']+)'", text)
         assert secret is not None
         deadline = time.monotonic() + 30
@@ -116,7 +116,7 @@ def test_serve_requires_tokens_and_prints_how_to_get_one(tmp_path: Path) -> None
     try:
         assert proc.stdout is not None
         text = "".join(proc.stdout.readline() for _ in range(4))
-        assert "fhir-server token --client admin" in text and "admin:" not in text
+        assert "token --client admin" in text and "admin:" not in text
     finally:
         proc.terminate()
         proc.wait(timeout=20)

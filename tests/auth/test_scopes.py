@@ -84,5 +84,5 @@ def test_unrestricted_allows_everything() -> None:
 def test_interaction_letters() -> None:
     from fhir_server.auth.scopes import letter_for
 
-    assert [letter_for(i) for i in ("create", "read", "vread", "update", "patch", "delete", "search-type",
-                                    "history-instance", "history-type")] == ["c", "r", "r", "u", "u", "d", "s", "r", "s"]
+    codes = ("create", "read", "vread", "update", "patch", "delete", "search-type", "history-instance", "history-type")
+    assert [letter_for(i) for i in codes] == ["c", "r", "r", "u", "u", "d", "s", "r", "s"]
