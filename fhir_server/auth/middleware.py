@@ -75,7 +75,9 @@ class AuthMiddleware:
                 return
             caller = await self._caller(scope, headers, path)
             if caller.client_id and caller.kind != "anonymous-off":
-                wait = self.service.limiter.take("client:" + caller.client_id)
+                # Per client; per person for user tokens, so one app's (or PSC's) users do not share a bucket.
+                who = caller.client_id if caller.kind in ("system", "admin") else f"{caller.client_id}|{caller.subject}"
+                wait = self.service.limiter.take("client:" + who)
                 if wait:
                     raise throttled(wait)
         except FhirError as exc:
