@@ -101,6 +101,7 @@ class AuthService:
         self._revocations_at = 0.0
         self._cache: dict[str, _Verified] = {}
         self._practitioners: dict[str, tuple[float, str | None]] = {}
+        self._issuers: dict[str, str] = {}
 
     # -- URLs ------------------------------------------------------------------------------------
     def fhir_base(self, request_base: str) -> str:
@@ -108,7 +109,12 @@ class AuthService:
         return self.settings.base_url.rstrip("/") or request_base.rstrip("/") + "/fhir"
 
     def issuer(self, fhir_base: str) -> str:
-        return issuer_for(self.settings, fhir_base)
+        found = self._issuers.get(fhir_base)
+        if found is None:
+            found = issuer_for(self.settings, fhir_base)
+            if len(self._issuers) < 64:  # a few host names at most; never grow on hostile Host headers
+                self._issuers[fhir_base] = found
+        return found
 
     # -- shared state from the database ----------------------------------------------------------
     async def ensure_keys(self, store: Storage) -> None:
@@ -157,10 +163,11 @@ class AuthService:
         try:
             header, claims, signing_input, signature = decode_unverified(token)
             iss = claims.get("iss")
-            if self.external is not None and iss == self.external.issuer and iss != self.issuer(fhir_base):
-                verified = await self._external(token, store)
-            elif iss == self.issuer(fhir_base):
+            own = self.issuer(fhir_base)
+            if iss == own:
                 verified = await self._own(header, claims, signing_input, signature, store, fhir_base)
+            elif self.external is not None and iss == self.external.issuer:
+                verified = await self._external(token, store)
             else:
                 raise JoseError("unknown issuer")
         except JoseError as exc:

@@ -285,3 +285,36 @@ async def test_chunked_token_request_over_the_limit_is_refused(client_factory: A
 
         r = await http.post(TOKEN_URL, content=body(), headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 413
+
+
+async def test_confidential_app_with_secret_and_nonce(client_factory: Any, database_url: str) -> None:
+    register(database_url, "app", auth_method="client_secret_basic", secret="app-secret-value",
+             redirect_uris=(REDIRECT,), scopes="openid fhirUser user/*.rs", name="Coord app")
+    register_user(database_url, "dr", "doctor-pass", "Practitioner/prac1")
+    verifier, challenge = pkce()
+    async with client_factory(auth="on") as http:
+        params = _params(challenge, scope="openid fhirUser user/*.rs", nonce="n-123")
+        code = (await _code(http, params, "dr", "doctor-pass"))["code"][0]
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
+        r = await http.post(TOKEN_URL, data=form)  # no client authentication: refused
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+        r = await http.post(TOKEN_URL, data=form, auth=("app", "app-secret-value"))
+        assert r.status_code == 200, r.text
+        id_token = _claims(r.json()["id_token"])
+        assert id_token["nonce"] == "n-123" and id_token["fhirUser"] == f"{BASE}/Practitioner/prac1"
+        assert "patient" not in r.json()
+
+
+async def test_code_of_another_client_or_redirect_is_refused(client_factory: Any, database_url: str) -> None:
+    _setup(database_url)
+    register(database_url, "other", auth_method="none", redirect_uris=(REDIRECT,), scopes="patient/*.rs")
+    verifier, challenge = pkce()
+    async with client_factory(auth="on") as http:
+        await _patient(http, "pat1")
+        code = (await _code(http, _params(challenge)))["code"][0]
+        r = await http.post(TOKEN_URL, data={"grant_type": "authorization_code", "code": code, "client_id": "other",
+                                             "redirect_uri": REDIRECT, "code_verifier": verifier})
+        assert r.status_code == 400 and "another client" in r.json()["error_description"]
+        code = (await _code(http, _params(challenge)))["code"][0]
+        r = await _exchange(http, code, verifier, redirect_uri="https://app.example/other")
+        assert r.status_code == 400 and "redirect_uri" in r.json()["error_description"]
