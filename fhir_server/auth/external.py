@@ -73,8 +73,8 @@ class ExternalIssuer:
         self.algorithms = algorithms
         self.jwks = JwksCache(max_age=3600.0, min_interval=5.0)
 
-    async def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a token this issuer signed for us; JoseError otherwise."""
+    async def verify(self, token: str, audience: str | None = None) -> dict[str, Any]:
+        """The claims of a token this issuer signed for us (or for `audience`); JoseError otherwise."""
         header, claims, signing_input, signature = decode_unverified(token)
         if claims.get("iss") != self.issuer:
             raise JoseError("wrong issuer")
@@ -86,6 +86,6 @@ class ExternalIssuer:
             raise JoseError("unknown signing key (kid) for the external issuer")
         verify_jws(header, signing_input, signature, key, self.algorithms)
         check_times(claims)
-        if not audience_has(claims, self.audience):
+        if not audience_has(claims, audience or self.audience):
             raise JoseError("wrong audience")
         return claims

@@ -330,7 +330,7 @@ async def launch(request: Request) -> Response:
 
 
 def routes() -> list[tuple[str, Any, list[str]]]:
-    from fhir_server.auth import authorize
+    from fhir_server.auth import authorize, psc_login
     from fhir_server.auth.well_known import openid_configuration_endpoint
 
     return [
@@ -341,4 +341,6 @@ def routes() -> list[tuple[str, Any, list[str]]]:
         ("/jwks", jwks, ["GET"]),
         ("/launch", launch, ["POST"]),
         ("/authorize", authorize.authorize, ["GET", "POST"]),
+        ("/external/login", psc_login.external_login, ["GET"]),
+        ("/external/callback", psc_login.external_callback, ["GET"]),
     ]

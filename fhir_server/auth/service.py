@@ -261,6 +261,19 @@ class AuthService:
 
         return replace(caller, break_glass=reason)
 
+    def verify_own(self, token: str, typ: str, audience: str) -> dict[str, Any] | None:
+        """The claims of a JWT this server signed (with the keys loaded), of type `typ`, for `audience`."""
+        try:
+            header, claims, signing_input, signature = decode_unverified(token)
+            key = self.keys.key(str(header.get("kid")))
+            if key is None or header.get("typ") != typ:
+                return None
+            verify_jws(header, signing_input, signature, key, _OWN_ALGS)
+            check_times(claims)
+        except JoseError:
+            return None
+        return claims if claims.get("aud") == audience else None
+
     # -- issuing ---------------------------------------------------------------------------------
     def access_token(
         self, fhir_base: str, *, client_id: str, subject: str, kind: str, scopes: ScopeSet,
