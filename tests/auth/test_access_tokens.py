@@ -204,3 +204,18 @@ async def test_oversized_bodies_are_413_before_auth(client_factory: Any, databas
 async def test_auth_off_gives_the_unrestricted_caller(client_factory: Any) -> None:
     async with client_factory(auth="off") as http:
         assert (await http.get("/Patient")).status_code == 200
+
+
+async def test_paths_outside_fhir_and_mount_prefixes_are_protected_too(client_factory: Any, database_url: str) -> None:
+    async with client_factory(auth="on") as http:
+        assert (await http.get("http://testserver/somewhere")).status_code == 401
+        assert (await http.get("http://testserver/openapi.json")).status_code == 200
+        app = _app(http)
+        # Served under a prefix (uvicorn --root-path /api): the prefix does not open a way around the check.
+        import httpx
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/api"),
+                                     base_url="http://testserver/api/fhir") as prefixed:
+            r = await prefixed.get("/Patient")
+            assert r.status_code == 401, r.text
+            assert (await prefixed.get("/metadata")).status_code == 200
