@@ -29,6 +29,7 @@ CAPABILITIES = [
     "client-public",
     "client-confidential-symmetric",
     "client-confidential-asymmetric",
+    "context-banner",
     "context-ehr-patient",
     "context-standalone-patient",
     "sso-openid-connect",
