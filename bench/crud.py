@@ -140,6 +140,9 @@ def server(tree: Path, database_url: str, log_path: Path) -> Iterator[str]:
         **os.environ,
         "FHIR_DATABASE_URL": database_url,
         "FHIR_LOG_LEVEL": "warning",
+        # Without tokens, as before auth existed, so commits stay comparable; the cost of a token
+        # check is measured by bench/auth_tokens.py. FHIR_AUTH=on in the environment overrides it.
+        "FHIR_AUTH": os.environ.get("FHIR_AUTH", "off"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
     }
     cmd = [sys.executable, str(BENCH / "ceiling.py"), "--host", "127.0.0.1", "--port", str(port)]

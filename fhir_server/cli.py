@@ -14,10 +14,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fhir_server.app import create_app
+    from fhir_server.auth.cli import bootstrap
 
     settings = get_settings()
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"FHIR server: http://{shown}:{args.port}/fhir  (database: {settings.database_url})", flush=True)
+    base = settings.base_url.rstrip("/") or f"http://{shown}:{args.port}/fhir"
+    print(f"FHIR server: {base}  (database: {settings.database_url})", flush=True)
+    for line in bootstrap(settings, base):
+        print(line, flush=True)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -83,5 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     load = sub.add_parser("load", help="validate and store a folder of resources (one transaction)")
     load.add_argument("folder", help="folder of *.json resources with ids, e.g. examples/pathway")
     load.set_defaults(run=_load)
+    from fhir_server.auth.cli import register_commands
+
+    register_commands(sub)
     args = parser.parse_args(argv)
     sys.exit(args.run(args))

@@ -92,11 +92,20 @@ class Settings(BaseSettings):
     external_algorithms: str = Field(
         default="RS256,ES256,PS256", description="Signature algorithms accepted from the external issuer"
     )
+    external_client_id: str = Field(
+        default="", description="Our client id at the external provider, to offer 'Log in with Pro Santé Connect' "
+        "on the authorize page (with the three settings below); empty = no such button"
+    )
+    external_client_secret: str = Field(default="", description="Our client secret at the external provider")
+    external_authorize_url: str = Field(default="", description="The external provider's authorization endpoint")
+    external_token_url: str = Field(default="", description="The external provider's token endpoint")
+    external_login_scope: str = Field(default="openid scope_all", description="Scopes asked of the external provider")
     cors_origins: str = Field(
         default="", description="Origins allowed by CORS (comma-separated; '*' = any; empty = no CORS headers)"
     )
     rate_limit_per_minute: int = Field(
-        default=1200, ge=0, description="Requests per minute per client (token) or per address (auth endpoints); 0 = off"
+        default=1200, ge=0,
+        description="Requests per minute per client (token) or per address (auth endpoints); 0 = off",
     )
     max_auth_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest body of an /auth request")
     login_users: bool = Field(

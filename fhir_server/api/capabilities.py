@@ -87,7 +87,7 @@ def build_capability_statement(
         from fhir_server.auth.service import issuer_for
         from fhir_server.auth.well_known import capability_security
 
-        rest["security"] = capability_security(issuer_for(settings, base_url))
+        rest["security"] = capability_security(issuer_for(settings, base_url), bool(settings.cors_origins))
     if operations and "operation" in codes:
         system_ops = SYSTEM_OPERATIONS if type_operations else tuple(operations)
         rest["operation"] = [{"name": n, "definition": u} for n, u in operations.items() if n in system_ops]

@@ -47,9 +47,8 @@ def install_auth(app: Any, settings: Settings) -> None:
     """Mount /auth, the SMART discovery document and the auth middleware on `app`."""
     from starlette.routing import Route
 
-    from fhir_server.auth import authorize
     from fhir_server.auth.middleware import AuthMiddleware
-    from fhir_server.auth.server import routes
+    from fhir_server.auth.routes import routes
     from fhir_server.auth.service import AuthService
     from fhir_server.auth.well_known import smart_configuration_endpoint
 
@@ -58,7 +57,7 @@ def install_auth(app: Any, settings: Settings) -> None:
     # Before the FHIR routes: /fhir/{type}/{id} would otherwise take .well-known/smart-configuration.
     app.router.routes.insert(0, Route("/fhir/.well-known/smart-configuration", smart_configuration_endpoint,
                                       methods=["GET"], name="smart-configuration"))
-    for path, endpoint, methods in [*routes(), ("/authorize", authorize.authorize, ["GET", "POST"])]:
+    for path, endpoint, methods in routes():
         app.router.routes.insert(1, Route("/auth" + path, endpoint, methods=methods, name=f"auth{path}"))
     app.add_middleware(AuthMiddleware, service=service)
     if not service.enabled:

@@ -14,7 +14,9 @@ server are refused. `launch` (EHR launch) gives the patient context an EHR regis
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
+import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -24,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from fhir_server.auth.grants import CodeGrant, get_launch, new_code
 from fhir_server.auth.scopes import ScopeError, ScopeSet, parse_scopes
 from fhir_server.auth.server import OAuthError, form_of, service_of, store_of, urls
-from fhir_server.auth.store import ClientRecord, check_secret, get_client, get_user, sha256
+from fhir_server.auth.store import ClientRecord, check_secret, get_client, get_user, hash_secret
 
 __all__ = ["authorize"]
 
@@ -47,6 +49,11 @@ _FLAGS = {
     "btg": "use break-the-glass emergency access",
     "profile": "read your profile",
 }
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_secret(secrets.token_urlsafe(16))
 
 
 class _PageError(Exception):
@@ -122,7 +129,8 @@ def _redirect(params: dict[str, str], **values: str) -> Response:
                             headers={"Cache-Control": "no-store"})
 
 
-def _page(req: _Request, error: str = "", status: int = 200) -> Response:
+def _page(req: _Request, error: str = "", status: int = 200, ticket: str = "", who: str = "",
+          external_login: bool = False, action: str = "authorize") -> Response:
     hidden = "".join(
         f'<input type="hidden" name="{k}" value="{html.escape(req.params[k])}">' for k in _PARAMS if k in req.params
     )
@@ -132,16 +140,26 @@ def _page(req: _Request, error: str = "", status: int = 200) -> Response:
         patient = ('<p><label>Patient id (for a practitioner; a patient gets their own) '
                    '<input name="patient" autocomplete="off"></label></p>')
     err = f'<p style="color:#a00">{html.escape(error)}</p>' if error else ""
+    if ticket:
+        login = (f'<p>Logged in as <b>{html.escape(who)}</b> (Pro Santé Connect).</p>'
+                 f'<input type="hidden" name="login_ticket" value="{html.escape(ticket)}">')
+    else:
+        login = ('<p><label>User name <input name="username" autocomplete="username" required></label></p>\n'
+                 '<p><label>Password <input name="password" type="password" autocomplete="current-password" '
+                 'required></label></p>')
+    psc = ""
+    if external_login and not ticket:
+        psc = (f'<form method="get" action="external/login">{hidden}'
+               '<p><button>Log in with Pro Santé Connect</button></p></form>')
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorize</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:2em auto">
 <h1>{html.escape(req.client.name)} asks for access</h1>
 <p>Application <code>{html.escape(req.client.client_id)}</code> wants to:</p><ul>{items}</ul>{err}
-<form method="post" action="authorize">{hidden}
-<p><label>User name <input name="username" autocomplete="username" required></label></p>
-<p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
+<form method="post" action="{action}">{hidden}
+{login}
 {patient}
 <p><button name="decision" value="allow">Allow</button> <button name="decision" value="deny">Deny</button></p>
-</form></body></html>"""
+</form>{psc}</body></html>"""
     return HTMLResponse(body, status, headers=_PAGE_HEADERS)
 
 
@@ -160,46 +178,70 @@ async def authorize(request: Request) -> Response:
         return HTMLResponse(f"<p>{html.escape(str(exc))}</p>", 400, headers=_PAGE_HEADERS)
     except OAuthError as exc:
         return _redirect(params, error=exc.error, error_description=exc.description)
-    if request.method == "GET":
-        return _page(req)
+    if request.method == "GET" or "decision" not in form:  # authorize-post: the app POSTs the request
+        return _page(req, external_login=external_login_enabled(request))
     return await _decide(request, req, form)
+
+
+def external_login_enabled(request: Request) -> bool:
+    s = service_of(request).settings
+    return bool(s.external_client_id and s.external_authorize_url and s.external_token_url
+                and service_of(request).external is not None)
+
+
+async def _identify(request: Request, req: _Request, form: dict[str, str]) -> tuple[str, str] | Response:
+    """(subject, fhirUser) of the person deciding: a Pro Santé Connect login ticket, or the local login."""
+    if form.get("login_ticket"):
+        from fhir_server.auth.tickets import check_ticket
+
+        found = check_ticket(service_of(request), form["login_ticket"], req.client.client_id,
+                             req.params["code_challenge"])
+        if found is None:
+            return _page(req, "The Pro Santé Connect login expired: log in again.", 401,
+                         external_login=external_login_enabled(request))
+        return found
+    if not service_of(request).settings.login_users:
+        return _page(req, "Local login is disabled on this server.", 403)
+    username = form.get("username", "")
+    user = await store_of(request).run_read(lambda conn: get_user(conn, username))
+    # An unknown user costs the same scrypt as a known one: the timing does not tell which names exist.
+    ok = await asyncio.to_thread(check_secret, form.get("password", ""), user.password_hash if user else _dummy_hash())
+    if user is None or user.disabled or not ok:
+        return _page(req, "Wrong user name or password.", 401, external_login=external_login_enabled(request))
+    return user.username, user.fhir_user
 
 
 async def _decide(request: Request, req: _Request, form: dict[str, str]) -> Response:
     if form.get("decision") != "allow":
         return _redirect(req.params, error="access_denied", error_description="the user declined")
-    if not service_of(request).settings.login_users:
-        return _page(req, "Local login is disabled on this server.", 403)
-    username = form.get("username", "")
-    user = await store_of(request).run_read(lambda conn: get_user(conn, username))
-    ok = await asyncio.to_thread(check_secret, form.get("password", ""), user.password_hash if user else None)
-    if user is None or user.disabled or not ok:
-        return _page(req, "Wrong user name or password.", 401)
+    who = await _identify(request, req, form)
+    if isinstance(who, Response):
+        return who
+    subject, fhir_user = who
+    ticket, shown = form.get("login_ticket", ""), f"{fhir_user}"
+
+    def page(error: str, status: int) -> Response:
+        return _page(req, error, status, ticket=ticket, who=shown)
+
     patient = req.launch_patient
-    own = user.fhir_user.split("/", 1)[1] if user.fhir_user.startswith("Patient/") else None
+    own = fhir_user.split("/", 1)[1] if fhir_user.startswith("Patient/") else None
     if own is not None:
         if patient is not None and patient != own:
-            return _page(req, "This launch is about another patient.", 403)
+            return page("This launch is about another patient.", 403)
         patient = own if req.scopes.has("launch/patient") or any(
             s.context == "patient" for s in req.scopes.resources) else patient
     elif req.scopes.has("launch/patient") and patient is None:
         patient = form.get("patient", "").strip() or None
         if patient is None:
-            return _page(req, "Choose the patient to work on.", 400)
+            return page("Choose the patient to work on.", 400)
         if await store_of(request).read("Patient", patient) is None:
-            return _page(req, f"Patient/{patient} does not exist.", 400)
+            return page(f"Patient/{patient} does not exist.", 400)
     if any(s.context == "patient" for s in req.scopes.resources) and patient is None:
-        return _page(req, "patient/ scopes need a patient context (launch or launch/patient).", 400)
+        return page("patient/ scopes need a patient context (launch or launch/patient).", 400)
     grant = CodeGrant(
         client_id=req.client.client_id, redirect_uri=req.params["redirect_uri"], scope=str(req.scopes),
-        code_challenge=req.params["code_challenge"], subject=user.username, fhir_user=user.fhir_user,
-        patient=patient, nonce=req.params.get("nonce"), family=sha256(f"{user.username}:{id(req)}:{_rand()}")[:32],
+        code_challenge=req.params["code_challenge"], subject=subject, fhir_user=fhir_user,
+        patient=patient, nonce=req.params.get("nonce"), family=secrets.token_hex(16),
     )
     code = await store_of(request).write(lambda tx: new_code(tx.conn, grant))
     return _redirect(req.params, code=code)
-
-
-def _rand() -> str:
-    import secrets
-
-    return secrets.token_hex(16)

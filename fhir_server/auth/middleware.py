@@ -2,12 +2,13 @@
 
 https://www.rfc-editor.org/rfc/rfc6750 and https://fetch.spec.whatwg.org/#http-cors-protocol
 
-Pure ASGI (no BaseHTTPMiddleware: no task or body copy per request). For /fhir/* it verifies
-the bearer token and puts the `Caller` in `scope["state"]["caller"]` (`request.state.caller`);
-/fhir/metadata and /fhir/.well-known/smart-configuration stay public (their caller is
-`Caller.anonymous()`, which no scope check passes). Failures are OperationOutcomes: 401 with
-`WWW-Authenticate`, 403, 413, or 429 with `Retry-After`. /auth/* is rate limited per client
-address and its bodies kept small.
+Pure ASGI (no BaseHTTPMiddleware: no task or body copy per request). For every path but
+/auth/*, the API description (/docs, /openapi.json) and the two public FHIR endpoints (fail
+closed: a route added later is protected by default) it verifies the bearer token and puts
+the `Caller` in `scope["state"]["caller"]` (`request.state.caller`). /fhir/metadata and
+/fhir/.well-known/smart-configuration stay public (their caller is `Caller.anonymous()`, which
+no scope check passes). Failures are OperationOutcomes: 401 with `WWW-Authenticate`, 403, 413,
+or 429 with `Retry-After`. /auth/* is rate limited per client address and its bodies kept small.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fhir_server.errors import FhirError, too_large
 __all__ = ["AuthMiddleware", "PUBLIC_PATHS"]
 
 PUBLIC_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
+_OPEN_DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _ALLOW_HEADERS = b"authorization, content-type, accept, prefer, if-match, if-none-match, if-none-exist, " \
     b"if-modified-since, x-request-id, x-break-glass-reason"
 _EXPOSE_HEADERS = b"location, etag, last-modified, content-location, www-authenticate, retry-after, x-request-id"
@@ -46,9 +48,13 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        is_fhir = path == "/fhir" or path.startswith("/fhir/")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # Starlette routes on the path without the mount prefix
+            path = path[len(root):]
         is_auth = path.startswith("/auth/")
-        if not (is_fhir or is_auth):
+        # Fail closed: every path needs a token but the authorisation server, the public FHIR
+        # endpoints and the API description; a route added later is protected by default.
+        if path in _OPEN_DOCS:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
@@ -75,7 +81,9 @@ class AuthMiddleware:
                 return
             caller = await self._caller(scope, headers, path)
             if caller.client_id and caller.kind != "anonymous-off":
-                wait = self.service.limiter.take("client:" + caller.client_id)
+                # Per client; per person for user tokens, so one app's (or PSC's) users do not share a bucket.
+                who = caller.client_id if caller.kind in ("system", "admin") else f"{caller.client_id}|{caller.subject}"
+                wait = self.service.limiter.take("client:" + who)
                 if wait:
                     raise throttled(wait)
         except FhirError as exc:

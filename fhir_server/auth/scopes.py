@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-__all__ = ["INTERACTION_LETTERS", "ResourceScope", "ScopeError", "ScopeSet", "parse_scopes"]
+__all__ = ["INTERACTION_LETTERS", "ResourceScope", "ScopeError", "ScopeSet", "letter_for", "parse_scopes"]
 
 INTERACTION_LETTERS = "cruds"
 _CONTEXTS = ("patient", "user", "system")
@@ -23,6 +23,22 @@ _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]{1,63})\.([a-z*]+)(?:\?(.+))?$")
 _FLAGS = frozenset({"openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
                     "offline_access", "online_access", "btg"})
+
+
+# The SMART v2 letter each FHIR interaction code (the route table's names) needs.
+# https://hl7.org/fhir/smart-app-launch/STU2.2/scopes-and-launch-context.html#scopes-for-requesting-fhir-resources
+_INTERACTION_LETTER = {
+    "create": "c",
+    "read": "r", "vread": "r", "history-instance": "r",
+    "update": "u", "patch": "u",
+    "delete": "d",
+    "search-type": "s", "search-system": "s", "history-type": "s", "history-system": "s",
+}
+
+
+def letter_for(interaction: str) -> str:
+    """The scope letter (c r u d s) a FHIR interaction code needs; KeyError for others."""
+    return _INTERACTION_LETTER[interaction]
 
 
 class ScopeError(ValueError):

@@ -37,7 +37,7 @@ from fhir_server.auth.service import AuthService
 from fhir_server.auth.store import ClientRecord
 from fhir_server.storage import Storage
 
-__all__ = ["OAuthError", "form_of", "routes", "service_of", "urls"]
+__all__ = ["OAuthError", "form_of", "service_of", "urls"]
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -77,7 +77,12 @@ async def form_of(request: Request) -> dict[str, str]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send the parameters as application/x-www-form-urlencoded")
-    body = await request.body()
+    limit = service_of(request).settings.max_auth_body_bytes
+    body = b""
+    async for chunk in request.stream():  # chunked bodies have no Content-Length for the middleware to check
+        body += chunk
+        if len(body) > limit:
+            raise OAuthError("invalid_request", f"the body exceeds {limit} bytes", 413)
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
@@ -306,7 +311,8 @@ async def launch(request: Request) -> Response:
     except AuthFailure as exc:
         return OAuthError("invalid_token", str(exc), exc.status).response()
     if caller.kind not in ("admin", "system"):
-        return OAuthError("insufficient_scope", "only an EHR's system client may create launch contexts", 403).response()
+        return OAuthError("insufficient_scope", "only an EHR's system client may create launch contexts",
+                          403).response()
     try:
         body = await request.json()
     except ValueError:
@@ -321,14 +327,3 @@ async def launch(request: Request) -> Response:
                                  caller.client_id)
     )
     return JSONResponse({"launch": launch_id}, 201, _NO_STORE)
-
-
-def routes() -> list[tuple[str, Any, list[str]]]:
-    """The token-side endpoints (the authorize page lives in `authorize`, which imports this)."""
-    return [
-        ("/token", token, ["POST"]),
-        ("/introspect", introspect, ["POST"]),
-        ("/revoke", revocation, ["POST"]),
-        ("/jwks", jwks, ["GET"]),
-        ("/launch", launch, ["POST"]),
-    ]

@@ -101,6 +101,7 @@ class AuthService:
         self._revocations_at = 0.0
         self._cache: dict[str, _Verified] = {}
         self._practitioners: dict[str, tuple[float, str | None]] = {}
+        self._issuers: dict[str, str] = {}
 
     # -- URLs ------------------------------------------------------------------------------------
     def fhir_base(self, request_base: str) -> str:
@@ -108,7 +109,12 @@ class AuthService:
         return self.settings.base_url.rstrip("/") or request_base.rstrip("/") + "/fhir"
 
     def issuer(self, fhir_base: str) -> str:
-        return issuer_for(self.settings, fhir_base)
+        found = self._issuers.get(fhir_base)
+        if found is None:
+            found = issuer_for(self.settings, fhir_base)
+            if len(self._issuers) < 64:  # a few host names at most; never grow on hostile Host headers
+                self._issuers[fhir_base] = found
+        return found
 
     # -- shared state from the database ----------------------------------------------------------
     async def ensure_keys(self, store: Storage) -> None:
@@ -157,10 +163,11 @@ class AuthService:
         try:
             header, claims, signing_input, signature = decode_unverified(token)
             iss = claims.get("iss")
-            if self.external is not None and iss == self.external.issuer and iss != self.issuer(fhir_base):
-                verified = await self._external(token, store)
-            elif iss == self.issuer(fhir_base):
+            own = self.issuer(fhir_base)
+            if iss == own:
                 verified = await self._own(header, claims, signing_input, signature, store, fhir_base)
+            elif self.external is not None and iss == self.external.issuer:
+                verified = await self._external(token, store)
             else:
                 raise JoseError("unknown issuer")
         except JoseError as exc:
@@ -253,6 +260,19 @@ class AuthService:
         from dataclasses import replace
 
         return replace(caller, break_glass=reason)
+
+    def verify_own(self, token: str, typ: str, audience: str) -> dict[str, Any] | None:
+        """The claims of a JWT this server signed (with the keys loaded), of type `typ`, for `audience`."""
+        try:
+            header, claims, signing_input, signature = decode_unverified(token)
+            key = self.keys.key(str(header.get("kid")))
+            if key is None or header.get("typ") != typ:
+                return None
+            verify_jws(header, signing_input, signature, key, _OWN_ALGS)
+            check_times(claims)
+        except JoseError:
+            return None
+        return claims if claims.get("aud") == audience else None
 
     # -- issuing ---------------------------------------------------------------------------------
     def access_token(

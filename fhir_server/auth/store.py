@@ -179,7 +179,9 @@ def revoked_client_ids(conn: Connection) -> set[str]:
 
 def add_user(conn: Connection, username: str, password: str, fhir_user: str) -> None:
     if fhir_user.split("/")[0] not in ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson"):
-        raise ValueError("fhir-user must be Practitioner/<id>, PractitionerRole/<id>, Patient/<id> or RelatedPerson/<id>")
+        raise ValueError(
+            "fhir-user must be Practitioner/<id>, PractitionerRole/<id>, Patient/<id> or RelatedPerson/<id>"
+        )
     if len(password) < 8:
         raise ValueError("the password needs at least 8 characters")
     conn.execute(

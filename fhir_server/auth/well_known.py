@@ -15,7 +15,13 @@ from starlette.responses import JSONResponse, Response
 
 from fhir_server.auth.clientauth import ASSERTION_ALGS
 
-__all__ = ["capability_security", "smart_configuration", "smart_configuration_endpoint"]
+__all__ = [
+    "capability_security",
+    "openid_configuration",
+    "openid_configuration_endpoint",
+    "smart_configuration",
+    "smart_configuration_endpoint",
+]
 
 CAPABILITIES = [
     "launch-ehr",
@@ -23,6 +29,7 @@ CAPABILITIES = [
     "client-public",
     "client-confidential-symmetric",
     "client-confidential-asymmetric",
+    "context-banner",
     "context-ehr-patient",
     "context-standalone-patient",
     "sso-openid-connect",
@@ -61,10 +68,10 @@ def smart_configuration(issuer: str) -> dict[str, Any]:
     }
 
 
-def capability_security(issuer: str) -> dict[str, Any]:
+def capability_security(issuer: str, cors: bool) -> dict[str, Any]:
     """CapabilityStatement.rest.security: the SMART `oauth-uris` extension, service SMART-on-FHIR."""
     return {
-        "cors": True,
+        "cors": cors,
         "service": [{
             "coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
@@ -84,6 +91,30 @@ def capability_security(issuer: str) -> dict[str, Any]:
         "description": "Bearer tokens from this server's SMART authorisation server (Backend Services, "
         "App Launch v2) or the configured external OpenID provider.",
     }
+
+
+def openid_configuration(issuer: str) -> dict[str, Any]:
+    """OpenID Provider metadata for our id_tokens (SMART `sso-openid-connect`)."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/jwks",
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "fhirUser"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post",
+                                                  "none"],
+    }
+
+
+async def openid_configuration_endpoint(request: Request) -> Response:
+    service = request.app.state.auth
+    base = service.fhir_base(str(request.base_url))
+    return JSONResponse(openid_configuration(service.issuer(base)), headers={"Cache-Control": "public, max-age=3600"})
 
 
 async def smart_configuration_endpoint(request: Request) -> Response:

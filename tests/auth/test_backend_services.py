@@ -172,3 +172,61 @@ async def test_secret_basic_client(client_factory: Any, database_url: str) -> No
                             auth=("app", "wrong"))
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
     assert BASE
+
+
+async def test_assertion_for_a_secret_client_and_secret_for_a_key_client_are_refused(client_factory: Any,
+                                                                                     database_url: str) -> None:
+    key = rsa_key()
+    register(database_url, "app", auth_method="client_secret_basic", secret="s3cret-value-long")
+    register(database_url, jwks=public_jwks(key))
+    async with client_factory(auth="on") as http:
+        err = await _token_error(http, backend_form(key, iss="app", sub="app"))
+        assert "not registered for private_key_jwt" in err["error_description"]
+        r = await http.post(TOKEN_URL, data={"grant_type": "client_credentials", "scope": "system/*.rs"},
+                            auth=("backend", "anything"))
+        assert r.status_code == 401
+
+
+async def test_public_client_cannot_use_client_credentials(client_factory: Any, database_url: str) -> None:
+    register(database_url, "pub", auth_method="none", redirect_uris=("https://a.example/cb",), scopes="system/*.rs")
+    async with client_factory(auth="on") as http:
+        r = await http.post(TOKEN_URL, data={"grant_type": "client_credentials", "scope": "system/*.rs",
+                                             "client_id": "pub"})
+        assert r.status_code == 400 and r.json()["error"] == "unauthorized_client"
+
+
+async def test_repeated_parameters_and_unknown_grants_are_refused(client_factory: Any, database_url: str) -> None:
+    key = rsa_key()
+    register(database_url, jwks=public_jwks(key))
+    async with client_factory(auth="on") as http:
+        form = backend_form(key)
+        body = "&".join(f"{k}={v}" for k, v in form.items()) + "&scope=system/*.cruds"
+        r = await http.post(TOKEN_URL, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 400 and "repeated" in r.json()["error_description"]
+        err = await _token_error(http, {**backend_form(key), "grant_type": "password"}, 400)
+        assert err["error"] == "unsupported_grant_type"
+        r = await http.post(TOKEN_URL, json=backend_form(key))
+        assert r.status_code == 400
+
+
+async def test_token_endpoint_is_rate_limited_per_address(client_factory: Any, database_url: str) -> None:
+    async with client_factory(auth="on", rate_limit_per_minute=2) as http:
+        codes = [(await http.post(TOKEN_URL, data={"grant_type": "client_credentials"})).status_code
+                 for _ in range(3)]
+        assert codes == [401, 401, 429]
+
+
+async def test_assertion_with_a_jku_header_is_not_fetched(client_factory: Any, database_url: str) -> None:
+    from joserfc import jwt
+
+    registered, attacker = rsa_key("k1"), rsa_key("k1")
+    register(database_url, jwks=public_jwks(registered))
+    now = int(time.time())
+    claims = {"iss": "backend", "sub": "backend", "aud": TOKEN_URL, "exp": now + 200, "jti": "x1"}
+    token = jwt.encode({"alg": "RS384", "kid": "k1", "jku": "http://127.0.0.1:9/evil.json"}, claims, attacker,
+                       algorithms=["RS384"])
+    async with client_factory(auth="on") as http:
+        form = backend_form(registered)
+        form["client_assertion"] = token
+        err = await _token_error(http, form)
+        assert "bad signature" in err["error_description"]
