@@ -16,6 +16,9 @@ The convention, documented in docs/contributing.md:
   make, Docker, minutes of benchmark).
 - A `json` block preceded by `<!-- docs-test: validate PROFILE-URL -->` is a resource that must
   meet that profile: it is sent to `$validate` and the answer must hold no error.
+- A block preceded by `<!-- docs-test: auth=on -->` runs against a second server, with
+  authentication on (the default of `fhir-server serve`) and a database of its own, so the
+  OAuth examples are checked too; `fhir-server` commands there act on that server's database.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = ["Check", "Command", "doc_files", "extract"]
 _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 _SKIP = re.compile(r"<!--\s*docs-test:\s*skip\b(.*?)-->")
 _VALIDATE = re.compile(r"<!--\s*docs-test:\s*validate\s+(\S+)\s*-->")
+_AUTH = re.compile(r"<!--\s*docs-test:\s*auth=on\s*-->")
 VALIDATE_BASE = "http://127.0.0.1:8080/fhir"
 _EXPECT = re.compile(r"#\s*->\s*(exit\s+\d+|\d{3})(.*)$")
 _CHECK = re.compile(r"^(@?[\w.\-\[\]]+)(=|!~|~)(.*)$")
@@ -52,6 +56,7 @@ class Command:
     status: int | None = None  # expected HTTP status of every answer
     exit_code: int = 0
     checks: list[Check] = field(default_factory=list)
+    auth: bool = False  # run against the server with authentication on
 
     def __str__(self) -> str:
         return f"{self.source}: {self.text}"
@@ -140,26 +145,31 @@ def extract(path: Path, root: Path) -> list[Command]:
     commands: list[Command] = []
     block: list[tuple[int, str]] | None = None
     language = ""
-    skip = False
+    skip = auth = False
     profile: str | None = None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         fence = _FENCE.match(line)
         if block is None:
             if _SKIP.search(line):
                 skip = True
+            elif _AUTH.search(line):
+                auth = True
             elif match := _VALIDATE.search(line):
                 profile = match.group(1)
             elif fence:
                 block, language = [], fence.group(2)
             elif line.strip():
-                skip, profile = False, None  # a marker applies to the block right after it
+                skip, auth, profile = False, False, None  # a marker applies to the block right after it
             continue
         if fence and not fence.group(2):
             if language in RUN_LANGUAGES and not skip:
-                commands += _commands(block, language == "console", name)
+                found = _commands(block, language == "console", name)
+                for command in found:
+                    command.auth = auth
+                commands += found
             elif language == "json" and profile and not skip:
                 commands.append(_validation(block, profile, name))
-            block, skip, profile = None, False, None
+            block, skip, auth, profile = None, False, False, None
             continue
         block.append((number, line))
     return commands
