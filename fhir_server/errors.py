@@ -102,7 +102,10 @@ def not_supported(msg: str, status: int = 400) -> FhirError:
 
 
 def forbidden(msg: str) -> FhirError:
-    return FhirError(403, msg, "forbidden")
+    """403: the caller is known but may not do this (RFC 6750: insufficient_scope)."""
+    quoted = msg.replace("\\", "").replace('"', "'")
+    challenge = f'Bearer realm="fhir", error="insufficient_scope", error_description="{quoted}"'
+    return FhirError(403, msg, "forbidden", headers={"WWW-Authenticate": challenge})
 
 
 def not_acceptable(msg: str) -> FhirError:

@@ -192,6 +192,7 @@ async def test_conditional_writes_cannot_probe_or_touch_hidden_resources(world: 
 async def test_writes_refused_for_patients_out_of_reach(world: World, dr_a: dict[str, str]) -> None:
     r = await world.http.post("/Observation", json=_obs("new", "pb"), headers=dr_a)
     assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"
+    assert r.headers["www-authenticate"].startswith('Bearer realm="fhir", error="insufficient_scope"')
     assert (await world.http.put("/Observation/ob", json=_obs("ob", "pa"), headers=dr_a)).status_code == 404
     # joining pb's care team: the team is hidden, a new team for pb is refused
     assert (await world.http.put("/CareTeam/ct-b", json=_team("ct-b", "pb", "Practitioner/dr-a"),
@@ -227,7 +228,8 @@ async def test_patient_tokens_see_their_own_compartment(world: World) -> None:
 
 async def test_scopes_limit_types_and_granular_constraints(world: World) -> None:
     only_patients = world.token("user/Patient.rs", fhir_user="Practitioner/dr-a")
-    assert (await world.get("/Observation", only_patients)).status_code == 403
+    r = await world.get("/Observation", only_patients)
+    assert r.status_code == 403 and 'error="insufficient_scope"' in r.headers["www-authenticate"]
     assert (await world.get("/Observation/oa", only_patients)).status_code == 403
     assert await world.ids("/Patient?_revinclude=Observation:subject", only_patients) == ["Patient/pa"]
     granular = world.token("user/Observation.rs?code=http://loinc.org|0000-0 user/Patient.rs",
