@@ -216,8 +216,10 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.openapi = openapi  # type: ignore[method-assign]
     install_swagger_ui(app)
     _install_error_handlers(app)
-    app.add_middleware(AuditMiddleware)  # inside the auth middleware: the caller is known
     install_auth(app, settings)
+    # Outside the auth middleware: refused tokens (401) are audited too; the caller the auth
+    # middleware found is read from the request state once the response has been sent.
+    app.add_middleware(AuditMiddleware)
     return app
 
 

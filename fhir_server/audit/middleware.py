@@ -2,8 +2,9 @@
 
 https://hl7.org/fhir/R4/auditevent.html
 
-A pure ASGI middleware inside the auth middleware (so the caller is known): once the response
-has been sent it queues the request's AuditEvent; `AuditWriter` stores the queue in batches
+A pure ASGI middleware around the auth middleware (a refused token is audited as an anonymous
+request; otherwise the caller the auth middleware put in the request state is read once the
+response has been sent): it queues the request's AuditEvent; `AuditWriter` stores the queue in batches
 (one transaction per batch, at most `FLUSH_SECONDS` later), so auditing a read costs the read
 a queue append, not a database write. Successful writes are not queued here: their AuditEvent
 is written in their own transaction (`audit.hooks`).
@@ -114,7 +115,7 @@ class AuditMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/fhir") or path in _PUBLIC:
+        if scope["type"] != "http" or not path.startswith("/fhir") or path in _PUBLIC or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         status = 500
@@ -135,7 +136,7 @@ class AuditMiddleware:
         ctx: RequestContext | None = state.get("fhir_context")
         writer: AuditWriter | None = getattr(scope["app"].state, "audit_writer", None)
         caller = state.get("caller")
-        kind = ctx.agent.kind if ctx is not None else getattr(caller, "kind", "anonymous-off")
+        kind = ctx.agent.kind if ctx is not None else getattr(caller, "kind", "anonymous")
         if writer is None or kind == "anonymous-off":
             return
         method = scope["method"]

@@ -257,6 +257,7 @@ async def test_every_request_is_audited_and_every_write_has_provenance(world: Wo
     await world.get("/Patient/pa", dr_a)
     await world.get("/Patient/pb", dr_a)
     await world.get("/Observation?code=8480-6", dr_a)
+    await world.get("/Patient/pa", {"Authorization": "Bearer forged.token.value"})
     r = await world.http.post("/Observation", json=_obs("p1", "pa"), headers=dr_a)
     new_id = r.json()["id"]
     await world.app.state.audit_writer.flush()
@@ -271,6 +272,8 @@ async def test_every_request_is_audited_and_every_write_has_provenance(world: Wo
     searched = [e for e in mine if e["subtype"][0]["code"] == "search-type"]
     assert base64.b64decode(searched[0]["entity"][0]["query"]).decode() == "code=8480-6"
     assert ("create", "0", f"Observation/{new_id}/_history/1") in subtypes
+    refused = [e for e in events if e.get("outcomeDesc") == "HTTP 401"]
+    assert refused and refused[0]["agent"][0]["who"]["display"] == "anonymous"
     prov = await world.get(f"/Provenance?target=Observation/{new_id}", auditor)
     [p] = [e["resource"] for e in prov.json()["entry"]]
     assert p["agent"][0]["who"] == {"reference": "Practitioner/dr-a"}

@@ -12,7 +12,8 @@ The visible patients of a care-team caller, as one subquery on the index tables:
     CareTeam.subject of every CareTeam whose status is active and one of whose participants
     is the practitioner, one of their PractitionerRoles, one of those roles' organisations or
     the caller's organisation; less the patients with an active Consent whose deny provision
-    names one of those actors (`deny-actor`, a parameter this server defines: `search.registry.SERVER_PARAMETERS`).
+    names one of those actors (`deny-actor`, a parameter this server defines:
+    `search.registry.SERVER_PARAMETERS`).
 """
 
 from __future__ import annotations
