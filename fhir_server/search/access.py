@@ -46,6 +46,15 @@ class Access:
     def unrestricted(self) -> bool:
         return self.patients == "all" and self.read_types is None and not self.constraints
 
+    def restricts(self, types: tuple[str, ...]) -> bool:
+        """Whether a query over `types` (empty: every type) needs the access term at all: a
+        system client that sees every patient of the types it may read needs none."""
+        if self.unrestricted:
+            return False
+        if self.patients != "all" or any(t in dict(self.constraints) for t in types) or not types:
+            return True
+        return not all(self.may_read_type(t) for t in types)
+
     def may_read_type(self, res_type: str) -> bool:
         return self.read_types is None or res_type in self.read_types
 

@@ -48,7 +48,7 @@ class Plan:
 
 def scope(query: Query, compartment: Compartment | None, access: Access) -> Query:
     """The rewrite passes: compartment scoping, then the access policy, as extra AND terms."""
-    where = conj(query.where, compartment, None if access.unrestricted else Policy(access))
+    where = conj(query.where, compartment, Policy(access) if access.restricts(query.types) else None)
     return query if where is query.where else _replace_where(query, where)
 
 

@@ -55,3 +55,14 @@ def test_access_prints_in_the_query_tree(loaded: Any) -> None:
     query = parse_query(registry(), ("Patient",), [("gender", "male")])
     assert str(scope(query, None, P1_ONLY).where).startswith("(and (token gender 'male') (access own")
     assert scope(query, None, EVERYTHING).where == query.where
+
+
+def test_an_access_that_hides_nothing_of_the_types_adds_no_term(loaded: Any) -> None:
+    feed = Access(read_types=frozenset({"Patient", "Observation"}))  # every patient, two types
+    query = parse_query(registry(), ("Patient",), [("gender", "male")])
+    assert scope(query, None, feed).where == query.where
+    assert scope(query, None, Access("own", patient="p1")).where != query.where
+    other = parse_query(registry(), ("Condition",), [("code", "x")])
+    assert "access" in str(scope(other, None, feed).where)  # a type it may not read: the term says no
+    granular = Access(read_types=frozenset({"Patient"}), constraints=(("Patient", "gender=female"),))
+    assert "access" in str(scope(query, None, granular).where)
