@@ -225,13 +225,13 @@ def _actor_rids(access: Access, res_type: str, param: str) -> Any:
 
     arms = []
     if access.practitioner:
-        roles = _roles_of(access.practitioner)
+        roles = _roles("practitioner", "Practitioner", access.practitioner)
         arms.append(rows("Practitioner", access.practitioner))
         arms.append(rows("PractitionerRole", _ids_of(roles)))
         arms.append(rows("Organization", _targets(roles, "organization", "Organization")))
     if access.organization:
         arms.append(rows("Organization", access.organization))
-        arms.append(rows("PractitionerRole", _ids_of(_members_of(access.organization))))
+        arms.append(rows("PractitionerRole", _ids_of(_roles("organization", "Organization", access.organization))))
     return union_all(*arms) if len(arms) > 1 else arms[0]
 
 
@@ -250,31 +250,18 @@ def _targets(rids: Any, param: str, target_type: str) -> Any:
     )
 
 
-def _members_of(organization: str) -> Any:
-    """rids of the PractitionerRoles of an organisation."""
-    role = alias(idx_reference, "acc_org_role")
+def _roles(param: str, target_type: str, target_id: str) -> Any:
+    """rids of the PractitionerRoles whose `param` is `target_type/target_id`: a practitioner's
+    roles (`practitioner`) or an organisation's members (`organization`); active or not, the
+    CareTeam decides."""
+    role = alias(idx_reference, f"acc_role_{param}")
     return (
         select(role.c.rid)
         .where(
             role.c.res_type == "PractitionerRole",
-            role.c.param == "organization",
-            role.c.target_type == "Organization",
-            role.c.target_id == organization,
-        )
-        .correlate(None)
-    )
-
-
-def _roles_of(practitioner: str) -> Any:
-    """rids of the PractitionerRoles of a practitioner (active or not: the CareTeam decides)."""
-    role = alias(idx_reference, "acc_role")
-    return (
-        select(role.c.rid)
-        .where(
-            role.c.res_type == "PractitionerRole",
-            role.c.param == "practitioner",
-            role.c.target_type == "Practitioner",
-            role.c.target_id == practitioner,
+            role.c.param == param,
+            role.c.target_type == target_type,
+            role.c.target_id == target_id,
         )
         .correlate(None)
     )
