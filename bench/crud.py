@@ -167,7 +167,8 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         with suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/bench/stats", timeout=2).status_code == 200:
+            # 401: up, with authentication on (every path but the public ones needs a token)
+            if httpx.get(f"{base}/bench/stats", timeout=2).status_code in (200, 401):
                 return
         time.sleep(0.2)
     raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
