@@ -415,9 +415,9 @@ def _has(node: Has, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
 
 def visible(access: Access, res_type: str, r: Any, ctx: Ctx, point: bool = False) -> ColumnElement[bool]:
     """What `access` lets the caller see of rows of `r`: the policy, then granular scopes
-    (`point`: the per-row form, for reads by id)."""
+    (`point`: the per-row form, for reads by id and for probing the rows another term found)."""
     if isinstance(r, Probe):
-        r = r.r
+        r, point = r.r, True
     cond = access_clause(access, res_type, r, ctx, point)
     if not access.constraints or access.unrestricted:
         return cond
