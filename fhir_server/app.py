@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from fhir_server import __version__
+from fhir_server.api.access_log import AccessLogMiddleware
 from fhir_server.api.capabilities import build_capability_statement, capability_view
 from fhir_server.api.http import error_response
 from fhir_server.api.openapi import openapi_document
@@ -29,7 +30,7 @@ from fhir_server.api.swagger import install_swagger_ui
 from fhir_server.audit.hooks import record_write
 from fhir_server.audit.middleware import AuditMiddleware, AuditWriter
 from fhir_server.auth import caller_of, install_auth, policy
-from fhir_server.config import Settings, get_settings
+from fhir_server.config import Settings, StartupError, get_settings
 from fhir_server.context import EVERYTHING, RequestContext
 from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError
@@ -43,7 +44,7 @@ from fhir_server.search.reindex import load_custom_parameters
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
 from fhir_server.validation.service import ProfileService
 
-__all__ = ["FHIR_BASE", "create_app"]
+__all__ = ["FHIR_BASE", "StartupError", "create_app"]
 
 FHIR_BASE = "/fhir"
 log = logging.getLogger("fhir_server")
@@ -159,6 +160,10 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         description="FHIR R4 (4.0.1) REST API under /fhir. See /fhir/metadata for the CapabilityStatement.",
     )
     profiles = ProfileService(settings)
+    problems = profiles.search_parameter_problems()
+    if problems:
+        raise StartupError("a SearchParameter of the profiles folder cannot be registered: " + "; ".join(problems))
+    log.info("%s", profiles.summary())
     app.state.settings = settings
     app.state.profiles = profiles
     app.state.context_factory = _context_factory(settings, profiles)
@@ -220,6 +225,9 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     # Outside the auth middleware: refused tokens (401) are audited too; the caller the auth
     # middleware found is read from the request state once the response has been sent.
     app.add_middleware(AuditMiddleware)
+    # Added last, so it is outermost: it sees every request (auth refusals included) and gives the
+    # request id the audit and the RequestContext read.
+    app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
     return app
 
 

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["LOG_LEVELS", "Settings", "SettingsError", "get_settings", "mask_url"]
+__all__ = ["LOG_LEVELS", "Settings", "SettingsError", "StartupError", "get_settings", "mask_url"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _UNKNOWN_PROFILE = ("warning", "error")
@@ -31,6 +31,10 @@ class SettingsError(ValueError):
     def __init__(self, lines: list[str]) -> None:
         super().__init__("; ".join(lines))
         self.lines = lines
+
+
+class StartupError(RuntimeError):
+    """The server refuses to start (e.g. a shipped SearchParameter it cannot register): says what to fix."""
 
 
 def mask_url(url: str) -> str:

@@ -199,6 +199,10 @@ class Registry:
         return sorted(t for t in self._by_type if t != ANY_TYPE)
 
     # -- custom parameters -----------------------------------------------------------------
+    def preview(self, definition: dict[str, Any]) -> list[SearchParamImpl]:
+        """The impls `add` would register for `definition`, without registering anything."""
+        return self._impls(definition, status="pending", custom=True)
+
     def add(self, definition: dict[str, Any], status: str = "pending") -> list[SearchParamImpl]:
         """Register (or replace) a SearchParameter resource; returns the impls it created."""
         with self._lock:
