@@ -194,13 +194,8 @@ async def conditional_delete_route(request: Request, type: str) -> Response:
 
 def _delete_response(request: Request, media: str, deleted: list[Any], what: str) -> Response:
     headers = version_headers(deleted[0].version, deleted[0].last_updated) if len(deleted) == 1 else {}
-    if not deleted:
-        text = f"Nothing to delete: {what} matches no current resource"
-    else:
-        text = "Deleted " + ", ".join(f"{d.type}/{d.id}" for d in deleted)
     if prefer(request).get("return") == "OperationOutcome" or not deleted:
-        oo = outcome([issue(text, "informational", "information")])
-        return fhir_response(request, dumps(oo), 200, headers, media)
+        return fhir_response(request, dumps(delete.deletion_outcome(deleted, what)), 200, headers, media)
     return Response(status_code=204, headers=headers)
 
 

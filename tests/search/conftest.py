@@ -19,7 +19,6 @@ from fhir_server.search.access import EVERYTHING
 from fhir_server.search.indexer import write_index
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.schema import resource
-
 from tests.pgcluster import BACKENDS, skip_reason
 
 
