@@ -1,10 +1,16 @@
-"""What `pip install .` installs: the wheel carries the French profiles and the R4 definitions,
-and a server run from it (far from any checkout) loads them."""
+"""What `pip install .` and the Docker image install: the wheel carries the French profiles and
+the R4 definitions, and a server run from it (far from any checkout) loads them.
+
+The wheel is built the way the Dockerfile's build stage does it, from only the paths that stage
+copies, so a file the image would miss fails here too (no Docker daemon needed).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,11 +21,32 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _build_stage_copies() -> list[str]:
+    """The sources the Dockerfile's build stage copies (`COPY a b ./` lines before the second FROM)."""
+    stage = ROOT.joinpath("Dockerfile").read_text().split("\nFROM ")[1]
+    return [src for line in re.findall(r"^COPY (?!--)(.+)$", stage, re.M) for src in line.split()[:-1]]
+
+
+def test_the_image_context_leaves_out_the_venv_and_data() -> None:
+    ignored = ROOT.joinpath(".dockerignore").read_text().split()
+    assert {".venv", "data", ".git"} <= set(ignored)
+    dockerfile = ROOT.joinpath("Dockerfile").read_text()
+    assert 'VOLUME ["/data"]' in dockerfile and "COPY examples /app/examples" in dockerfile
+    assert "USER fhir" in dockerfile
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("context")
+    for name in _build_stage_copies():
+        origin = ROOT / name
+        if origin.is_dir():
+            shutil.copytree(origin, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, src / name)
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert build.returncode == 0, build.stderr[-3000:]
