@@ -171,12 +171,12 @@ class Settings(BaseSettings):
     def _unknown_profile(cls, value: str) -> str:
         return _one_of(value, _UNKNOWN_PROFILE)
 
-    @field_validator("base_url")
+    @field_validator("base_url", "auth_issuer", "external_issuer", "external_jwks_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
+    def _http_url(cls, value: str) -> str:
         value = value.strip()
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError("is not an http:// or https:// URL (or empty: derived from each request)")
+            raise ValueError("is not an http:// or https:// URL (or empty)")
         return value
 
     @field_validator("profiles_dir")

@@ -23,6 +23,7 @@ from fhir_server.config import SettingsError, get_settings, mask_url
         ("FHIR_PROFILES_DIR", "/nonexistent/profiles", "FHIR_PROFILES_DIR='/nonexistent/profiles' is not a folder"),
         ("FHIR_REQUIRED_PROFILES", "Patient", "FHIR_REQUIRED_PROFILES='Patient' has 'Patient': each item must be"),
         ("FHIR_AUTH", "maybe", "FHIR_AUTH='maybe' is not one of on, off"),
+        ("FHIR_EXTERNAL_JWKS_URL", "jwks.json", "FHIR_EXTERNAL_JWKS_URL='jwks.json' is not an http:// or https://"),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_it(
