@@ -40,7 +40,7 @@ from fhir_server.jobs import JobRunner
 from fhir_server.operations import reindex
 from fhir_server.search import capability_includes, capability_search_params, ucum
 from fhir_server.search.registry import registry as search_registry
-from fhir_server.search.reindex import load_custom_parameters
+from fhir_server.search.reindex import definition_problem, load_custom_parameters
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
 from fhir_server.validation.service import ProfileService
 
@@ -109,6 +109,17 @@ async def _load_conformance(store: Storage, profiles: ProfileService, ctx: Reque
                 profiles.registry.add(resource)
 
 
+def _search_parameter_problems(profiles: ProfileService) -> list[str]:
+    """Each SearchParameter of the profiles folder that cannot be made searchable, and why."""
+    problems = []
+    for resource in profiles.local_resources():
+        if resource.get("resourceType") == "SearchParameter":
+            problem = definition_problem(resource)
+            if problem is not None:
+                problems.append(f"SearchParameter/{resource.get('id')} ({resource.get('url')}): {problem}")
+    return problems
+
+
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
     """The FHIR server. `storage` may be given (tests); otherwise it is opened from settings."""
     settings = settings or get_settings()
@@ -160,7 +171,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         description="FHIR R4 (4.0.1) REST API under /fhir. See /fhir/metadata for the CapabilityStatement.",
     )
     profiles = ProfileService(settings)
-    problems = profiles.search_parameter_problems()
+    problems = _search_parameter_problems(profiles)
     if problems:
         raise StartupError("a SearchParameter of the profiles folder cannot be registered: " + "; ".join(problems))
     log.info("%s", profiles.summary())

@@ -75,17 +75,5 @@ class ProfileService:
                 f"{counts['ValueSet']} value sets, {counts['CodeSystem']} code systems, "
                 f"{counts['SearchParameter']} search parameters, {counts['ImplementationGuide']} implementation guides")
 
-    def search_parameter_problems(self) -> list[str]:
-        """Each SearchParameter of the profiles folder that cannot be made searchable, and why."""
-        from fhir_server.search.reindex import definition_problem
-
-        problems = []
-        for resource in self.local_resources():
-            if resource.get("resourceType") == "SearchParameter":
-                problem = definition_problem(resource)
-                if problem is not None:
-                    problems.append(f"SearchParameter/{resource.get('id')} ({resource.get('url')}): {problem}")
-        return problems
-
     def implementation_guides(self) -> list[str]:
         return sorted(r["url"] for r in self.local_resources() if r.get("resourceType") == "ImplementationGuide")
