@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from fhir_server import __version__
+from fhir_server.api.access_log import AccessLogMiddleware
 from fhir_server.api.capabilities import build_capability_statement, capability_view
 from fhir_server.api.http import error_response
 from fhir_server.api.openapi import openapi_document
@@ -29,7 +30,7 @@ from fhir_server.api.swagger import install_swagger_ui
 from fhir_server.audit.hooks import record_write
 from fhir_server.audit.middleware import AuditMiddleware, AuditWriter
 from fhir_server.auth import caller_of, install_auth, policy
-from fhir_server.config import Settings, get_settings
+from fhir_server.config import Settings, StartupError, get_settings
 from fhir_server.context import EVERYTHING, RequestContext
 from fhir_server.definitions import resource_types
 from fhir_server.errors import FhirError
@@ -39,11 +40,11 @@ from fhir_server.jobs import JobRunner
 from fhir_server.operations import reindex
 from fhir_server.search import capability_includes, capability_search_params, ucum
 from fhir_server.search.registry import registry as search_registry
-from fhir_server.search.reindex import load_custom_parameters
+from fhir_server.search.reindex import definition_problem, load_custom_parameters
 from fhir_server.storage import Storage, StoredResource, migrate, open_storage
 from fhir_server.validation.service import ProfileService
 
-__all__ = ["FHIR_BASE", "create_app"]
+__all__ = ["FHIR_BASE", "StartupError", "create_app"]
 
 FHIR_BASE = "/fhir"
 log = logging.getLogger("fhir_server")
@@ -108,6 +109,17 @@ async def _load_conformance(store: Storage, profiles: ProfileService, ctx: Reque
                 profiles.registry.add(resource)
 
 
+def _search_parameter_problems(profiles: ProfileService) -> list[str]:
+    """Each SearchParameter of the profiles folder that cannot be made searchable, and why."""
+    problems = []
+    for resource in profiles.local_resources():
+        if resource.get("resourceType") == "SearchParameter":
+            problem = definition_problem(resource)
+            if problem is not None:
+                problems.append(f"SearchParameter/{resource.get('id')} ({resource.get('url')}): {problem}")
+    return problems
+
+
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
     """The FHIR server. `storage` may be given (tests); otherwise it is opened from settings."""
     settings = settings or get_settings()
@@ -159,6 +171,10 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         description="FHIR R4 (4.0.1) REST API under /fhir. See /fhir/metadata for the CapabilityStatement.",
     )
     profiles = ProfileService(settings)
+    problems = _search_parameter_problems(profiles)
+    if problems:
+        raise StartupError("a SearchParameter of the profiles folder cannot be registered: " + "; ".join(problems))
+    log.info("%s", profiles.summary())
     app.state.settings = settings
     app.state.profiles = profiles
     app.state.context_factory = _context_factory(settings, profiles)
@@ -220,6 +236,9 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     # Outside the auth middleware: refused tokens (401) are audited too; the caller the auth
     # middleware found is read from the request state once the response has been sent.
     app.add_middleware(AuditMiddleware)
+    # Added last, so it is outermost: it sees every request (auth refusals included) and gives the
+    # request id the audit and the RequestContext read.
+    app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
     return app
 
 

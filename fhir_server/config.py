@@ -1,17 +1,48 @@
-"""Server settings, read once from the environment (prefix `FHIR_`).
+"""Server settings, read once from the environment (prefix `FHIR_`), each one checked at start.
 
 Nothing else in the package reads `os.environ`: everything it needs is a field here, so the
-README's configuration table and this class are the same list.
+README's configuration table and this class are the same list. A wrong value is refused when the
+settings are read, with one line naming the variable and what it accepts (`SettingsError`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["LOG_LEVELS", "Settings", "SettingsError", "StartupError", "get_settings", "mask_url"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_UNKNOWN_PROFILE = ("warning", "error")
+# What people type for PostgreSQL, and the driver this server ships (psycopg 3).
+_PG_SCHEMES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+               "postgresql+psycopg": "postgresql+psycopg"}
+_DB_FORMS = "sqlite:///path/to/file.db, postgresql://user:pw@host/db (also postgres://, postgresql+psycopg://)"
+
+
+class SettingsError(ValueError):
+    """Configuration refused: one line per wrong variable, each naming it and what it accepts."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+class StartupError(RuntimeError):
+    """The server refuses to start (e.g. a shipped SearchParameter it cannot register): says what to fix."""
+
+
+def mask_url(url: str) -> str:
+    """The database URL fit for a log: the password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
 
 
 class Settings(BaseSettings):
@@ -35,6 +66,7 @@ class Settings(BaseSettings):
     )
     max_multiple_delete: int = Field(default=100, ge=1, description="Most resources one conditional delete removes")
     log_level: str = Field(default="info", description="debug, info, warning or error")
+    access_log: bool = Field(default=True, description="One log line per request (method, path, status, duration)")
     pg_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connection pool size")
     sqlite_readers: int = Field(default=4, ge=1, description="SQLite concurrent reader threads")
     sqlite_mmap_bytes: int = Field(
@@ -56,7 +88,6 @@ class Settings(BaseSettings):
     )
     unknown_profile: str = Field(
         default="warning",
-        pattern="^(warning|error)$",
         description="What a meta.profile the server does not know gives: warning (accepted) or error (422)",
     )
 
@@ -113,6 +144,61 @@ class Settings(BaseSettings):
         "on the authorize page"
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(f"is not a database URL: use {_DB_FORMS}")
+        if scheme in _PG_SCHEMES:
+            value = f"{_PG_SCHEMES[scheme]}://{rest}"
+        elif scheme != "sqlite":
+            raise ValueError(f"has an unsupported scheme '{scheme}': use {_DB_FORMS}")
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"is not a valid URL ({exc}): use {_DB_FORMS}") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        return _one_of(value, LOG_LEVELS)
+
+    @field_validator("unknown_profile")
+    @classmethod
+    def _unknown_profile(cls, value: str) -> str:
+        return _one_of(value, _UNKNOWN_PROFILE)
+
+    @field_validator("base_url", "auth_issuer", "external_issuer", "external_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("is not an http:// or https:// URL (or empty)")
+        return value
+
+    @field_validator("profiles_dir")
+    @classmethod
+    def _profiles_dir(cls, value: str) -> str:
+        if value and not Path(value).is_dir():
+            raise ValueError("is not a folder (empty = the profiles shipped with the server)")
+        return value
+
+    @field_validator("required_profiles")
+    @classmethod
+    def _required_profiles(cls, value: str) -> str:
+        for item in filter(None, (i.strip() for i in value.split(","))):
+            type_, sep, url = item.partition("=")
+            if not (sep and type_.strip().isidentifier() and url.strip()):
+                raise ValueError(f"has '{item}': each item must be Type=profile-url, comma-separated")
+        return value
+
+    @property
+    def database_url_masked(self) -> str:
+        return mask_url(self.database_url)
+
     def required_profile_map(self) -> dict[str, list[str]]:
         """`required_profiles` as {type: [profile urls]}."""
         out: dict[str, list[str]] = {}
@@ -123,5 +209,42 @@ class Settings(BaseSettings):
         return out
 
 
-def get_settings() -> Settings:
-    return Settings()
+def _one_of(value: str, allowed: tuple[str, ...]) -> str:
+    if value.strip().lower() not in allowed:
+        raise ValueError("is not one of " + ", ".join(allowed))
+    return value.strip().lower()
+
+
+_MESSAGES = {
+    "int_parsing": "is not an integer",
+    "int_from_float": "is not an integer",
+    "bool_parsing": "is not one of true, false (or 1, 0, yes, no, on, off)",
+    "greater_than_equal": "must be >= {ge}",
+    "string_type": "is not a string",
+    "less_than_equal": "must be <= {le}",
+}
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """One line per wrong setting: `FHIR_LOG_LEVEL='verbose' is not one of debug, info, ...`."""
+    lines = []
+    for error in exc.errors():
+        name = "FHIR_" + "_".join(str(p) for p in error["loc"]).upper()
+        template = _MESSAGES.get(error["type"])
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        if error["type"] == "string_pattern_mismatch" and pattern.startswith("^(") and pattern.endswith(")$"):
+            message = "is not one of " + ", ".join(pattern[2:-2].split("|"))
+        elif template is not None:
+            message = template.format(**error.get("ctx", {}))
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}={error.get('input')!r} {message}")
+    return lines
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """The settings from the environment; `SettingsError` (one line per wrong variable) if refused."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None

@@ -55,6 +55,9 @@ class RequestContext:
     permits: Callable[[str, str], bool] = field(default=_permit_all)
     # Profile validation run on every write after the structural check (issue list, empty = valid).
     validate_profiles: Validator = field(default=_no_profiles)
+    # Warnings met while serving the request (e.g. a meta.profile the server does not know): the
+    # write is accepted and the warnings go back to the client (OperationOutcome or Warning header).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def require(self, type_: str, letter: str) -> None:
         """403 unless the caller's scopes allow `letter` on `type_`."""

@@ -1,14 +1,13 @@
 """Shared fixtures: every storage-touching test runs on SQLite and on PostgreSQL.
 
-PostgreSQL comes from FHIR_TEST_PG_URL (default: the loopback server `.ci/run` starts). Each
-test session gets its own fresh database, dropped at the end; each test starts from empty
-tables. When no server answers, the PostgreSQL leg is skipped with a loud message, except
-in CI (CI=true), where that is a failure.
+Which PostgreSQL is decided once, in `tests/pgcluster.py`: the server at FHIR_TEST_PG_URL, else a
+throwaway cluster when the binaries are installed, else none (one banner, SQLite only; under
+CI=true that is a failure). Each test session gets its own fresh database, dropped at the end;
+each test starts from empty tables.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,10 +21,9 @@ from sqlalchemy.pool import NullPool
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage import Storage, migrate, open_storage
+from tests import pgcluster
 
-PG_URL = os.environ.get("FHIR_TEST_PG_URL", "postgresql+psycopg://fhir:fhir@127.0.0.1:5432/fhir")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BACKENDS = [b for b in os.environ.get("FHIR_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+BACKENDS = pgcluster.BACKENDS
 
 
 @pytest.fixture
@@ -33,22 +31,47 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _announce(config: pytest.Config, text_: str) -> None:
+    """Write to the terminal now, past pytest's output capture (a fixture's print is swallowed)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(text_)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        for line in text_.splitlines():
+            reporter.write_line(line, red=text_.startswith("!"), bold=text_.startswith("!"))
+
+
 @pytest.fixture(scope="session")
-def pg_database() -> Iterator[str | None]:
-    """A fresh PostgreSQL database for this test session (URL), or None when unreachable."""
-    admin = create_engine(PG_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    name = f"fhir_test_{secrets.token_hex(4)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means the same
-        message = f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}: {exc}"
-        if IN_CI:
-            pytest.fail(message + " (CI must run the suite on PostgreSQL)")
-        print("\n" + "!" * 78 + f"\n!! {message}\n!! PostgreSQL tests are SKIPPED\n" + "!" * 78)
+def pg_server(request: pytest.FixtureRequest) -> str | None:
+    """The PostgreSQL server URL the tests use (a role that may create databases), or None."""
+    decision = pgcluster.decide()
+    _announce(request.config, pgcluster.banner(decision))
+    if decision.url is None and pgcluster.IN_CI:
+        pytest.exit("CI must run the suite on PostgreSQL: " + "; ".join(decision.notes), returncode=1)
+    return decision.url
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat the banner at the end, where it is seen, when the PostgreSQL leg was skipped."""
+    decision = pgcluster.current()
+    if decision is not None and decision.url is None:
+        terminalreporter.write_line(pgcluster.banner(decision), red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session (URL), or None without PostgreSQL."""
+    if pg_server is None:
         yield None
         return
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    admin = create_engine(pg_server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    name = f"fhir_test_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
     migrate(url)
     try:
         yield url
@@ -78,7 +101,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
         return url
     pg = request.getfixturevalue("pg_database")
     if pg is None:
-        pytest.skip("PostgreSQL not reachable (see the message above)")
+        pytest.skip(pgcluster.skip_reason())
     _truncate_pg(pg)
     return str(pg)
 

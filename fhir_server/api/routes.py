@@ -116,15 +116,24 @@ def _write_response(
     headers["Location"] = f"{ctx.base_url}/{stored.type}/{stored.id}/_history/{stored.version}"
     code = status or (201 if result.created else 200)
     wanted = prefer(request).get("return", "representation")
+    if ctx.warnings and wanted != "OperationOutcome":
+        headers["Warning"] = ", ".join(_warning_value(w) for w in ctx.warnings)
     if wanted == "minimal":
         return Response(status_code=code, headers=headers)
     if wanted == "OperationOutcome":
         verb = "matched an existing" if result.existing else ("created" if result.created else "updated")
         oo = outcome(
-            [issue(f"{verb} {stored.type}/{stored.id} version {stored.version}", "informational", "information")]
+            [issue(f"{verb} {stored.type}/{stored.id} version {stored.version}", "informational", "information"),
+             *ctx.warnings]
         )
         return fhir_response(request, dumps(oo), code, headers, media)
     return fhir_response(request, stored.body, code, headers, media)
+
+
+def _warning_value(found: dict[str, Any]) -> str:
+    """An RFC 7234 Warning (299: persistent): the issue's text, in latin-1 as headers must be."""
+    text = str(found.get("diagnostics", "warning")).replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 fhir-server "{text.encode("latin-1", "replace").decode("latin-1")}"'
 
 
 async def create_route(request: Request, type: str) -> Response:
@@ -185,13 +194,8 @@ async def conditional_delete_route(request: Request, type: str) -> Response:
 
 def _delete_response(request: Request, media: str, deleted: list[Any], what: str) -> Response:
     headers = version_headers(deleted[0].version, deleted[0].last_updated) if len(deleted) == 1 else {}
-    if not deleted:
-        text = f"Nothing to delete: {what} matches no current resource"
-    else:
-        text = "Deleted " + ", ".join(f"{d.type}/{d.id}" for d in deleted)
     if prefer(request).get("return") == "OperationOutcome" or not deleted:
-        oo = outcome([issue(text, "informational", "information")])
-        return fhir_response(request, dumps(oo), 200, headers, media)
+        return fhir_response(request, dumps(delete.deletion_outcome(deleted, what)), 200, headers, media)
     return Response(status_code=204, headers=headers)
 
 

@@ -117,7 +117,15 @@ def _delete(ctx: RequestContext, tx: WriteTx, e: BundleEntry) -> EntryResult:
         assert e.id_ is not None
         one = delete.delete_in(tx, e.type_, e.id_, e.if_match)
         deleted = [one] if one else []
-    return EntryResult("204 No Content", deleted[0] if len(deleted) == 1 else None)
+    return _deleted(e, deleted)
+
+
+def _deleted(e: BundleEntry, deleted: list[StoredResource]) -> EntryResult:
+    """As plain REST answers: 204 when something was deleted, else 200 with an OperationOutcome."""
+    if deleted:
+        return EntryResult("204 No Content", deleted[0] if len(deleted) == 1 else None)
+    what = f"{e.type_}?{e.query}" if e.query is not None else f"{e.type_}/{e.id_}"
+    return EntryResult("200 OK", outcome=delete.deletion_outcome([], what))
 
 
 def _choose_id(tx: WriteTx, e: BundleEntry, results: dict[int, EntryResult]) -> str:

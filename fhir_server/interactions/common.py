@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/http.html#create
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from fhir_server.storage.backend import now_micros
 from fhir_server.validation.structure import validate_structure
 
 __all__ = ["WriteResult", "check_resource", "check_type", "store_server_records", "store_version"]
+
+log = logging.getLogger("fhir_server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,10 @@ def check_resource(ctx: RequestContext, type_: str, body: Any) -> dict[str, Any]
     issues = ctx.validate_profiles(body)
     if _errors(issues):
         raise processing(_summary(issues), issues=issues)
+    for found in (i for i in issues if i.get("severity") == "warning"):
+        ctx.warnings.append(found)
+        log.warning("%s accepted with a warning: %s (request %s)", type_, found.get("diagnostics"),
+                    ctx.request_id or "-")
     return body
 
 

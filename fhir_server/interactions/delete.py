@@ -3,21 +3,34 @@
 https://hl7.org/fhir/R4/http.html#delete
 
 Deletion writes a new version marked deleted: reads then answer 410 and history keeps every
-earlier version. Deleting an absent or already deleted resource succeeds and changes nothing.
+earlier version. Deleting an absent or already deleted resource succeeds and changes nothing:
+over plain REST and inside a batch or transaction alike it answers 200 with an informational
+OperationOutcome saying so (HAPI's answer), and 204 when something was deleted.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fhir_server.config import Settings
 from fhir_server.context import RequestContext
-from fhir_server.errors import invalid, precondition_failed
+from fhir_server.errors import invalid, issue, outcome, precondition_failed
 from fhir_server.fhir.resource import valid_id
 from fhir_server.interactions.common import check_type, store_version
 from fhir_server.interactions.conditional import criteria, resolve
 from fhir_server.interactions.update import check_version
 from fhir_server.storage import Storage, StoredResource, WriteTx
 
-__all__ = ["conditional_delete", "conditional_delete_in", "delete", "delete_in"]
+__all__ = ["conditional_delete", "conditional_delete_in", "delete", "delete_in", "deletion_outcome"]
+
+
+def deletion_outcome(deleted: list[StoredResource], what: str) -> dict[str, Any]:
+    """The informational OperationOutcome of a delete of `what`: who was deleted, or that none was."""
+    if not deleted:
+        text = f"Nothing to delete: {what} matches no current resource"
+    else:
+        text = "Deleted " + ", ".join(f"{d.type}/{d.id}" for d in deleted)
+    return outcome([issue(text, "informational", "information")])
 
 
 def delete_in(tx: WriteTx, type_: str, id_: str, if_match: int | None) -> StoredResource | None:

@@ -81,9 +81,22 @@ def _root(part: str) -> str:
 
 
 def _for_base(expression: str | None, base: str) -> tuple[str, ...]:
+    """The members of the union that apply to `base`, each starting with a type name.
+
+    A member starting with a function or an element (`extension('...').value as Address`, as
+    CDS's `birthplace` is written) is evaluated on the resource itself: it applies to every
+    base and is written `Base.member` like the others.
+    """
     if not expression:
         return ()
-    return tuple(p for p in split_union(expression) if _root(p) in (base, "Resource", "DomainResource"))
+    out = []
+    for part in split_union(expression):
+        root = _root(part)
+        if root in (base, "Resource", "DomainResource"):
+            out.append(part)
+        elif root[:1].islower():
+            out.append(f"{base}.{part.strip()}" if base != ANY_TYPE else part.strip())
+    return tuple(out)
 
 
 def _errata(url: str, comps: tuple[Component, ...]) -> tuple[Component, ...]:
@@ -186,6 +199,10 @@ class Registry:
         return sorted(t for t in self._by_type if t != ANY_TYPE)
 
     # -- custom parameters -----------------------------------------------------------------
+    def preview(self, definition: dict[str, Any]) -> list[SearchParamImpl]:
+        """The impls `add` would register for `definition`, without registering anything."""
+        return self._impls(definition, status="pending", custom=True)
+
     def add(self, definition: dict[str, Any], status: str = "pending") -> list[SearchParamImpl]:
         """Register (or replace) a SearchParameter resource; returns the impls it created."""
         with self._lock:

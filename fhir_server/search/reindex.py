@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, false, func, insert, select, update
 
 from fhir_server import jobs
-from fhir_server.errors import invalid
+from fhir_server.errors import FhirError, invalid
 from fhir_server.fhir.json import loads
 from fhir_server.search.indexer import param_rows
 from fhir_server.search.registry import Registry, SearchParamImpl, registry, resource_types
@@ -31,6 +31,7 @@ __all__ = [
     "BATCH",
     "JOB_TYPE",
     "ReindexHandler",
+    "definition_problem",
     "indexable",
     "job_status",
     "load_custom_parameters",
@@ -78,6 +79,21 @@ def validate(sp: dict[str, Any]) -> None:
         raise invalid("SearchParameter.url is required", "SearchParameter.url")
 
 
+def definition_problem(sp: dict[str, Any], reg: Registry | None = None) -> str | None:
+    """Why `sp` cannot be made searchable (one sentence), or None when it can."""
+    try:
+        validate(sp)
+    except FhirError as exc:
+        return str(exc)
+    reg = reg or registry()
+    covered = {impl.res_type for impl in reg.preview(sp)}
+    missing = [b for b in sp.get("base", []) if b not in covered]
+    if missing:
+        return (f"its expression {sp.get('expression')!r} applies to none of the base(s) {', '.join(missing)}: "
+                "each member of the union must start with a base type name or be a path on the resource")
+    return None
+
+
 def _save_status(conn: Connection, impl: SearchParamImpl, status: str, job_id: str | None = None) -> None:
     t = search_param_status
     key = and_(t.c.url == impl.url, t.c.res_type == impl.res_type)
@@ -93,8 +109,10 @@ def register_search_parameter(conn: Connection, sp: dict[str, Any], reg: Registr
 
     Call it in the transaction that stores the SearchParameter resource.
     """
-    validate(sp)
     reg = reg or registry()
+    problem = definition_problem(sp, reg)
+    if problem is not None:
+        raise invalid(f"SearchParameter {sp.get('url')} cannot be searched: {problem}", "SearchParameter.expression")
     impls = reg.add(sp, status="pending")
     for impl in impls:
         _save_status(conn, impl, "pending")

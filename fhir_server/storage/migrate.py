@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-__all__ = ["downgrade", "upgrade"]
+__all__ = ["current", "downgrade", "head", "upgrade"]
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 
@@ -22,6 +22,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the database behind `engine` back to `revision` (tests of migrations use it)."""
     _run(engine, command.downgrade, revision)
+
+
+def current(engine: Engine) -> str | None:
+    """The revision the database behind `engine` is at (None: no migration applied)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head() -> str | None:
+    """The newest revision this version of the server knows."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:

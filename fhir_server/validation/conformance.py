@@ -19,7 +19,8 @@ from fhir_server.fhir.json import loads
 
 __all__ = ["ConformanceRegistry", "DEFAULT_PROFILES_DIR"]
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+# Shipped inside the package (`fhir_server/profiles`, a link to the repository's `profiles/` in a checkout).
+DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 _KINDS = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "SearchParameter")
 _CORE = "http://hl7.org/fhir/StructureDefinition/"
 

@@ -9,6 +9,7 @@ know gives a warning or an error, as `FHIR_UNKNOWN_PROFILE` says.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,18 @@ class ProfileService:
         if self.directory is None:
             return []
         return [loads(p.read_bytes()) for p in sorted(self.directory.glob("*.json"))]
+
+    def summary(self) -> str:
+        """What the profiles folder gave, for the start-up log."""
+        if self.directory is None:
+            return "no profiles folder: base R4 only"
+        local = self.local_resources()
+        counts = Counter(str(r.get("resourceType")) for r in local)
+        profiles = sum(1 for r in local if r.get("resourceType") == "StructureDefinition"
+                       and r.get("derivation") == "constraint")
+        return (f"profiles folder {self.directory}: {profiles} profiles and extensions, "
+                f"{counts['ValueSet']} value sets, {counts['CodeSystem']} code systems, "
+                f"{counts['SearchParameter']} search parameters, {counts['ImplementationGuide']} implementation guides")
 
     def implementation_guides(self) -> list[str]:
         return sorted(r["url"] for r in self.local_resources() if r.get("resourceType") == "ImplementationGuide")

@@ -214,3 +214,26 @@ async def test_batch_entries_go_through_the_route_table(client: httpx.AsyncClien
     # the same answer as the plain HTTP request
     plain = await client.delete("/Patient/absent")
     assert out[7]["response"]["status"].startswith(str(plain.status_code))
+
+
+async def test_delete_of_an_absent_resource_answers_alike_over_rest_batch_and_transaction(
+    client: httpx.AsyncClient,
+) -> None:
+    rest = await client.delete("/Patient/never-existed")
+    assert rest.status_code == 200
+    rest_issue = rest.json()["issue"][0]
+    assert rest_issue["severity"] == "information"
+    for kind in ("batch", "transaction"):
+        entries = [{"request": {"method": "DELETE", "url": "Patient/never-existed"}},
+                   {"request": {"method": "DELETE", "url": "Patient?identifier=urn:x|none"}}]
+        r = await client.post("", json=_bundle(kind, *entries))
+        assert r.status_code == 200, r.text
+        for entry in r.json()["entry"]:
+            assert entry["response"]["status"] == "200 OK", (kind, entry)
+            assert entry["response"]["outcome"]["issue"][0]["severity"] == "information"
+        first = r.json()["entry"][0]["response"]["outcome"]["issue"][0]
+        assert first["diagnostics"] == rest_issue["diagnostics"]
+    # Something to delete: 204 on both paths.
+    pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
+    r = await client.post("", json=_bundle("batch", {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}))
+    assert r.json()["entry"][0]["response"]["status"] == "204 No Content"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 PATHWAY = Path(__file__).parents[2] / "examples" / "pathway"
@@ -185,3 +186,38 @@ async def test_deleting_a_copy_of_an_r4_value_set_brings_the_r4_one_back(client:
     assert codes(await client.get("/ValueSet/$expand", params={"url": url})) == {"female"}
     assert (await client.delete("/ValueSet/my-gender")).status_code in (200, 204)
     assert codes(await client.get("/ValueSet/$expand", params={"url": url})) == {"female", "male", "other", "unknown"}
+
+
+async def test_unknown_profile_warning_reaches_the_client(client: httpx.AsyncClient, caplog: Any) -> None:
+    body = {"resourceType": "Patient", "meta": {"profile": ["https://example.org/unknown"]}}
+    with caplog.at_level("WARNING", logger="fhir_server"):
+        r = await client.post("/Patient", json=body)
+    assert r.status_code == 201
+    assert r.headers["warning"].startswith('299 fhir-server "Unknown profile https://example.org/unknown')
+    assert any("https://example.org/unknown" in rec.getMessage() for rec in caplog.records)
+    r = await client.post("/Patient", json=body, headers={"Prefer": "return=OperationOutcome"})
+    assert r.status_code == 201
+    issues = r.json()["issue"]
+    assert [i["severity"] for i in issues] == ["information", "warning"]
+    assert "https://example.org/unknown" in issues[1]["diagnostics"]
+    assert "warning" not in r.headers
+    # Nothing to warn about: no header.
+    r = await client.post("/Patient", json={"resourceType": "Patient"})
+    assert "warning" not in r.headers
+
+
+async def test_cds_birthplace_is_searchable(client_factory: Any) -> None:
+    birth = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
+    async with client_factory(load_profiles=True) as client:
+        for pid, city in (("born-lyon", "Lyon"), ("born-brest", "Brest")):
+            body = {"resourceType": "Patient", "id": pid,
+                    "extension": [{"url": birth, "valueAddress": {"city": city, "country": "FRA"}}]}
+            assert (await client.put(f"/Patient/{pid}", json=body)).status_code == 201
+        # The shipped parameters are reindexed at start: wait for that job to finish.
+        for _ in range(100):
+            r = await client.get("/Patient", params={"birthplace": "lyon"})
+            if r.status_code == 200:
+                break
+            await anyio.sleep(0.1)
+        assert r.status_code == 200, r.text
+        assert [e["resource"]["id"] for e in r.json().get("entry", [])] == ["born-lyon"]

@@ -1,12 +1,11 @@
 """Fixtures for search tests: a migrated scratch database on SQLite and on PostgreSQL.
 
-PostgreSQL tests run in a schema of their own (random name, dropped afterwards) in the local
-`fhir` database, since the test role may not create databases.
+PostgreSQL tests run in a schema of their own (random name, dropped afterwards) in the database
+of the server `tests/pgcluster.py` chose (the `pg_server` fixture); without one they are skipped.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,16 +19,15 @@ from fhir_server.search.access import EVERYTHING
 from fhir_server.search.indexer import write_index
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.schema import resource
+from tests.pgcluster import BACKENDS, skip_reason
 
-PG_URL = os.environ.get("FHIR_TEST_PG_URL", "postgresql+psycopg://fhir:fhir@127.0.0.1:5432/fhir")
 
-
-def _pg_engine() -> Iterator[Engine]:
+def _pg_engine(url: str) -> Iterator[Engine]:
     schema = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_URL)
+    admin = create_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
     try:
         yield engine
     finally:
@@ -41,6 +39,9 @@ def _pg_engine() -> Iterator[Engine]:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    backend = "postgres" if request.param == "postgresql" else request.param
+    if backend not in BACKENDS:
+        pytest.skip(f"{backend} not in FHIR_TEST_BACKENDS")
     if request.param == "sqlite":
         path = Path(tmp_path_factory.mktemp("search")) / "search.db"
         eng = create_engine(f"sqlite:///{path}")
@@ -48,7 +49,10 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield eng
         eng.dispose()
     else:
-        gen = _pg_engine()
+        url = request.getfixturevalue("pg_server")
+        if url is None:
+            pytest.skip(skip_reason())
+        gen = _pg_engine(url)
         eng = next(gen)
         upgrade(eng)
         yield eng

@@ -9,7 +9,6 @@ the migrations' backfills are frozen, and so is this test.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, create_engine, text
 
 from fhir_server.storage.migrate import upgrade
+from tests.pgcluster import skip_reason
 
-PG_URL = os.environ.get("FHIR_TEST_PG_URL", "postgresql+psycopg://fhir:fhir@127.0.0.1:5432/fhir")
 UCUM = "http://unitsofmeasure.org"
 CHROMOSOME = "http://terminology.hl7.org/CodeSystem/chromosome-human"
 NUCCORE = "http://www.ncbi.nlm.nih.gov/nuccore"
@@ -39,15 +38,14 @@ def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield engine
         engine.dispose()
         return
+    url = request.getfixturevalue("pg_server")  # tests/pgcluster.py decides, once per run
+    if url is None:
+        pytest.skip(skip_reason())
     schema = "m_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError:
-        admin.dispose()
-        pytest.skip("PostgreSQL not reachable")
-    engine = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
     try:
         yield engine
     finally:

@@ -125,6 +125,7 @@ def fresh_engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """An empty database (no migration run yet) on each backend."""
     from sqlalchemy import create_engine
 
+    from tests.pgcluster import skip_reason
     from tests.search.conftest import _pg_engine
 
     if request.param == "sqlite":
@@ -132,7 +133,10 @@ def fresh_engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
         yield engine
         engine.dispose()
         return
-    yield from _pg_engine()
+    url = request.getfixturevalue("pg_server")
+    if url is None:
+        pytest.skip(skip_reason())
+    yield from _pg_engine(url)
 
 
 def test_upgrade_to_0003_indexes_existing_resources_for_the_new_parameters(fresh_engine: Any) -> None:
