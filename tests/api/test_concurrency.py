@@ -15,7 +15,7 @@ async def test_two_concurrent_updates_with_same_if_match_exactly_one_succeeds(cl
         pid = (await client.post("/Patient", json=PATIENT)).json()["id"]
         statuses: list[int] = []
 
-        async def put(gender: str, pid: str = pid) -> None:
+        async def put(gender: str, pid: str = pid, statuses: list[int] = statuses) -> None:
             r = await client.put(
                 f"/Patient/{pid}", json={**PATIENT, "id": pid, "gender": gender}, headers={"If-Match": 'W/"1"'}
             )
