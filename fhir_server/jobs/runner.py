@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from sqlalchemy import Connection
@@ -37,13 +38,14 @@ def node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class JobHandler:
+class JobHandler(ABC):
     """What a job type does. `step` runs inside the step's transaction; keep it to one batch."""
 
+    @abstractmethod
     def step(self, conn: Connection, job: Job) -> Step:
-        raise NotImplementedError
+        """Do one batch of `job` from its cursor; the returned Step says where the next starts."""
 
-    def after_commit(self, job: Job) -> None:
+    def after_commit(self, job: Job) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Called on the node that ran a step, once it has committed (`job` as it now stands)."""
 
 

@@ -98,33 +98,12 @@ def patient_visible(access: Access, patient_id: Any) -> ColumnElement[bool]:
         return cond
     if access.patients == "none" or not (access.practitioner or access.organization):
         return false()
-    team = alias(idx_reference, "acc_row_team")
-    consent = alias(idx_reference, "acc_row_consent")
-    in_team = (
-        select(team.c.rid)
-        .where(
-            team.c.target_id == patient_id,
-            team.c.target_type == "Patient",
-            team.c.res_type == "CareTeam",
-            team.c.param == "subject",
-            team.c.rid.in_(_actor_rids(access, "CareTeam", "participant")),
-            _active(team.c.rid, "acc_row_status"),
-        )
-        .exists()
+    team = _named(access, "CareTeam", "subject", "participant", "acc_row_team")
+    denied = _named(access, "Consent", "patient", "deny-actor", "acc_row_consent")
+    return and_(
+        team.where(team.selected_columns[0] == patient_id).exists(),
+        ~denied.where(denied.selected_columns[0] == patient_id).exists(),
     )
-    denied = (
-        select(consent.c.rid)
-        .where(
-            consent.c.target_id == patient_id,
-            consent.c.target_type == "Patient",
-            consent.c.res_type == "Consent",
-            consent.c.param == "patient",
-            consent.c.rid.in_(_actor_rids(access, "Consent", "deny-actor")),
-            _active(consent.c.rid, "acc_row_cstatus"),
-        )
-        .exists()
-    )
-    return and_(in_team, ~denied)
 
 
 def _patient_data(access: Access, res_type: str, r: Any) -> ColumnElement[bool]:
@@ -175,17 +154,24 @@ def visible_patients(access: Access) -> Any:
         return [access.patient]
     if access.patients == "none" or not (access.practitioner or access.organization):
         return None
-    team = alias(idx_reference, "acc_team")
+    teams = _named(access, "CareTeam", "subject", "participant", "acc_team")
+    denied = _named(access, "Consent", "patient", "deny-actor", "acc_consent")
+    return teams.where(teams.selected_columns[0].not_in(denied.correlate(None))).correlate(None)
+
+
+def _named(access: Access, res_type: str, patient_param: str, actor_param: str, name: str) -> Any:
+    """The patients (`patient_param`) of the active `res_type` resources whose `actor_param`
+    names one of the caller's actors: CareTeams the caller is in, Consents that deny them."""
+    ref = alias(idx_reference, name)
     return (
-        select(team.c.target_id)
+        select(ref.c.target_id)
         .where(
-            team.c.rid.in_(_actor_rids(access, "CareTeam", "participant")),
-            team.c.param == "subject",
-            team.c.target_type == "Patient",
-            _active(team.c.rid, "acc_status"),
-            team.c.target_id.not_in(_denied(access)),
+            ref.c.rid.in_(_actor_rids(access, res_type, actor_param)),
+            ref.c.res_type == res_type,
+            ref.c.param == patient_param,
+            ref.c.target_type == "Patient",
+            _active(ref.c.rid, f"{name}_status"),
         )
-        .correlate(None)
     )
 
 
@@ -195,21 +181,6 @@ def _active(rid: Any, name: str) -> ColumnElement[bool]:
         select(status.c.rid).where(status.c.rid == rid, status.c.param == "status", status.c.code == "active").exists()
     )
     return found
-
-
-def _denied(access: Access) -> Any:
-    """Patients with an active Consent whose deny provision names one of the caller's actors."""
-    who = alias(idx_reference, "acc_consent")
-    return (
-        select(who.c.target_id)
-        .where(
-            who.c.rid.in_(_actor_rids(access, "Consent", "deny-actor")),
-            who.c.param == "patient",
-            who.c.target_type == "Patient",
-            _active(who.c.rid, "acc_cstatus"),
-        )
-        .correlate(None)
-    )
 
 
 def _actor_rids(access: Access, res_type: str, param: str) -> Any:
