@@ -23,11 +23,14 @@ def test_binaries_can_be_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_server_and_no_binaries_gives_none_with_the_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FHIR_TEST_PG_URL", CLOSED)
     monkeypatch.setenv("FHIR_TEST_PG_BINDIR", "/nonexistent")
+    monkeypatch.setattr(pgcluster, "IN_CI", False)  # the banner of a developer's run (CI runs this test too)
     decision = pgcluster._decide()
     assert decision.url is None
     text = pgcluster.banner(decision)
     assert "fhir:***@127.0.0.1:1/fhir" in text and "fhir:fhir@" not in text
     assert "no PostgreSQL binaries" in text and "SKIPPED" in text
+    monkeypatch.setattr(pgcluster, "IN_CI", True)
+    assert "CI must test PostgreSQL" in pgcluster.banner(decision)
 
 
 @pytest.mark.skipif(pgcluster.find_bindir() is None, reason="no PostgreSQL binaries installed")
