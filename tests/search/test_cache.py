@@ -115,7 +115,7 @@ def test_first_page_plan_is_reused_for_the_same_filter_only(engine: Engine) -> N
 
 
 def test_term_estimates_are_remembered_per_database(engine: Engine) -> None:
-    from fhir_server.search.compile.tree import ESTIMATES
+    from fhir_server.search.measure import ESTIMATES
 
     ESTIMATES.clear()
     _ids(engine, "Patient", [("gender", "female"), ("birthdate", "ge1900")])

@@ -54,6 +54,8 @@ from fhir_server.search.compile import (
 )
 from fhir_server.search.compile.access import access_clause
 from fhir_server.search.compile.common import Ctx, Probe, alias, in_index
+from fhir_server.search.measure import DRIVER_MAX as _DRIVER_MAX
+from fhir_server.search.measure import Measured, count_cap, measured, rank
 from fhir_server.search.parse import parse_query
 from fhir_server.search.registry import SearchParamImpl
 from fhir_server.storage.index_schema import idx_reference
@@ -128,91 +130,9 @@ def _param(node: Param, res_type: str, r: Any, ctx: Ctx) -> ColumnElement[bool]:
     return found
 
 
-# How selective a term usually is (lower = fewer rows): a static guess, since SQLite has no
-# statistics on these subqueries. PostgreSQL plans by its own statistics either way.
-_RANK = {"id": 0, "reference": 1, "uri": 2, "composite": 2, "fulltext": 3, "string": 3, "token": 4,
-         "quantity": 5, "number": 5, "date": 6, "lastUpdated": 6}
-_DRIVER_MAX = 4  # terms ranked above this never drive: scanning in rid order and probing is cheaper
-
-
-def rank(node: Node) -> int:
-    match node:
-        case Param(kind=kind, modifier=mod, code=code):
-            if mod in ("missing", "not", "not-in", "contains", "text"):
-                return 9
-            if kind == "token" and (code == "identifier" or mod == "of-type"):
-                return 1
-            return _RANK.get(kind, 5) - (1 if mod == "exact" else 0)
-        case Compartment():
-            return 1
-        case Policy():
-            # measured like a term (a care team's patients are usually few, then it drives);
-            # an access that sees most of the data measures large and is probed instead
-            return 3
-        case Chain(node=inner):
-            return min(rank(inner) + 1, 9)
-        case Has():
-            return 5
-        case Or(items) | And(items):
-            return max(rank(i) for i in items) if isinstance(node, Or) else min(rank(i) for i in items)
-        case Not():
-            return 9
-    return 8
-
-
 def _measured(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> list[Measured]:
-    """Terms with their estimated rows (counted from the index when `ctx.count` is given),
-    static rank and, when measuring compiled it, the term's `IN` form (reused if it drives).
-
-    Only plain `rid IN (SELECT rid FROM idx ...)` terms are counted (an index range scan
-    stopped at `COUNT_CAP`, about a millisecond); other terms keep their static rank. Terms
-    are counted in static-rank order and counting stops at the first one with at most
-    `FEW_ROWS` rows: it drives, and the order of the probes behind it hardly matters.
-    """
-    out = []
-    settled = ctx.count is None or isinstance(r, Probe)
-    for item in sorted(items, key=rank):
-        estimate: int | None = None
-        expr = None
-        if not settled and rank(item) <= 6:
-            expr = compile_node(item, res_type, r, ctx)
-            if (isinstance(expr, BinaryExpression) and expr.operator is operators.in_op
-                    and isinstance(expr.right, ScalarSelect)):
-                estimate = _estimate(item, res_type, expr.right.element, ctx)
-                settled = estimate <= FEW_ROWS
-        out.append(Measured(estimate, rank(item), item, expr))
-    return sorted(out, key=lambda m: (COUNT_CAP if m.estimate is None else m.estimate, m.static))
-
-
-COUNT_CAP = 4000
-ESTIMATES = WhereCache()
-
-
-def _estimate(item: Node, res_type: str, sub: Any, ctx: Ctx) -> int:
-    """Rows of one term, remembered a while per database: a broad fixed term (a date bound,
-    a category) recurs next to changing ones and would be counted up to the cap every time."""
-    assert ctx.count is not None
-    key = (item, res_type, ctx.dialect, ctx.db)
-    found: int | None = ESTIMATES.get(key, ctx.registry)
-    if found is None:
-        found = ctx.count(sub)
-        ESTIMATES.put(key, ctx.registry, found)
-    return found
-FEW_ROWS = 50
-PG_DRIVE_BELOW = 1000
-
-
-def count_cap(dialect: str) -> int:
-    """Rows counted at most per term: a term drives only below this (see `_conjunction`)."""
-    return COUNT_CAP if dialect == "sqlite" else PG_DRIVE_BELOW
-
-
-@dataclass(frozen=True, slots=True)
-class Measured:
-    estimate: int | None
-    static: int
-    node: Node
-    expr: ColumnElement[bool] | None
+    """`search.measure.measured` with this module's compiler (the optimiser sits below compile)."""
+    return measured(items, res_type, r, ctx, compile_node)
 
 
 def _conjunction(items: tuple[Node, ...], res_type: str, r: Any, ctx: Ctx) -> tuple[ColumnElement[bool], bool]:
