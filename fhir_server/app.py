@@ -79,24 +79,42 @@ def _context_factory(settings: Settings, profiles: ProfileService) -> Any:
                 access=EVERYTHING,
                 validate_profiles=profiles.validate_for_write,
             )
-        made: RequestContext | None = getattr(request.state, "fhir_context", None)
+        state = request.scope.setdefault("state", {})
+        made: RequestContext | None = state.get("fhir_context")
         if made is not None:
             return made
         caller = caller_of(request)
-        client = request.client
+        client = request.scope.get("client")
         made = RequestContext(
             settings=settings,
-            base_url=settings.base_url.rstrip("/") or f"{str(request.base_url).rstrip('/')}{FHIR_BASE}",
+            base_url=configured or _base_url(request),
             access=policy.request_access(caller),
             request_id=request.headers.get("x-request-id", ""),
-            agent=policy.agent(caller, client.host if client else ""),
+            agent=policy.agent(caller, client[0] if client else ""),
             permits=policy.permits(caller),  # type: ignore[arg-type]
             validate_profiles=profiles.validate_for_write,
         )
-        request.state.fhir_context = made
+        state["fhir_context"] = made
         return made
 
+    configured = settings.base_url.rstrip("/")
     return make
+
+
+_BASES: dict[tuple[Any, ...], str] = {}
+
+
+def _base_url(request: Request) -> str:
+    """The FHIR base URL as this request reached us (FHIR_BASE_URL unset): built once per
+    (scheme, Host, server, mount point), since Starlette builds a URL object for every `base_url`."""
+    scope = request.scope
+    key = (scope.get("scheme"), request.headers.get("host"), tuple(scope.get("server") or ()), scope.get("root_path"))
+    found = _BASES.get(key)
+    if found is None:
+        if len(_BASES) > 256:  # Host headers are the client's: keep the memo bounded
+            _BASES.clear()
+        found = _BASES[key] = f"{str(request.base_url).rstrip('/')}{FHIR_BASE}"
+    return found
 
 
 async def _load_conformance(store: Storage, profiles: ProfileService, ctx: RequestContext) -> None:
@@ -233,9 +251,10 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     install_swagger_ui(app)
     _install_error_handlers(app)
     install_auth(app, settings)
-    # Outside the auth middleware: refused tokens (401) are audited too; the caller the auth
-    # middleware found is read from the request state once the response has been sent.
-    app.add_middleware(AuditMiddleware)
+    if settings.auth == "on":  # with auth off there is nobody to record
+        # Outside the auth middleware: refused tokens (401) are audited too; the caller the auth
+        # middleware found is read from the request state once the response has been sent.
+        app.add_middleware(AuditMiddleware)
     # Added last, so it is outermost: it sees every request (auth refusals included) and gives the
     # request id the audit and the RequestContext read.
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
