@@ -9,7 +9,6 @@ the migrations' backfills are frozen, and so is this test.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from fhir_server.storage.migrate import upgrade
 from tests.pgcluster import skip_reason
+from tests.search.conftest import _pg_engine
 
 UCUM = "http://unitsofmeasure.org"
 CHROMOSOME = "http://terminology.hl7.org/CodeSystem/chromosome-human"
@@ -41,18 +41,7 @@ def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = request.getfixturevalue("pg_server")  # tests/pgcluster.py decides, once per run
     if url is None:
         pytest.skip(skip_reason())
-    schema = "m_" + uuid.uuid4().hex[:12]
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from _pg_engine(url)  # a scratch schema, dropped afterwards
 
 
 SEQUENCE = {
